@@ -1,0 +1,33 @@
+"""The fixed vocabulary and the standard ``obs`` schema of a harmonised dataset."""
+
+from __future__ import annotations
+
+#: Cell types every harmonised dataset is mapped onto (``obs["cell_type"]``).
+CELL_TYPES: tuple[str, ...] = (
+    "CD8_T",
+    "CD4_T",
+    "NK",
+    "B",
+    "plasma",
+    "myeloid",
+    "fibroblast",
+    "endothelial",
+    "malignant",
+    "other",
+)
+
+#: Columns every harmonised AnnData carries in ``obs``.
+#: ``cell_type_original`` keeps the authors' label beside our vocabulary.
+OBS_COLUMNS: dict[str, str] = {
+    "patient": "category",
+    "sample": "category",
+    "cell_type": "category",
+    "cell_type_original": "category",
+    "malignant": "bool",
+}
+
+#: Scales the values of a dataset may be on (``uns["cd8exo"]["value_scale"]``).
+#: ``counts``: raw UMI/read counts; ``log1p_norm``: ln(x/size*1e4 + 1) or similar
+#: natural-log normalised values; ``log2_tpm10``: log2(TPM/10 + 1) as in Smart-seq2
+#: GEO tables. Only ``counts`` is ever log-transformed by the workflow.
+VALUE_SCALES: tuple[str, ...] = ("counts", "log1p_norm", "log2_tpm10")
