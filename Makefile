@@ -1,0 +1,40 @@
+# cd8exo: the two commands of the README, and the developer targets.
+#   make run    create .venv from requirements/lock.txt, run the workflow on the bundled demo,
+#               write results/ and the HTML report (results/report.html)
+#   make test   same set-up, then the test suite (what .ci/run calls)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= 2
+PIP_FLAGS := --quiet --disable-pip-version-check --no-input
+
+.PHONY: run test test-slow lint report venv clean-results
+
+venv: $(VENV)/.installed
+
+# The stamp depends on the lock file, so a changed pin reinstalls.
+$(VENV)/.installed: requirements/lock.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_FLAGS) -r requirements/lock.txt
+	touch $@
+
+run: venv
+	$(BIN)/snakemake --cores $(CORES) --profile profiles/local
+	$(BIN)/snakemake --cores 1 --profile profiles/local --report results/report.html
+	@echo "cd8exo: results in results/summary/, report in results/report.html"
+
+report: venv
+	$(BIN)/snakemake --cores 1 --profile profiles/local --report results/report.html
+
+test: venv
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: venv
+	$(BIN)/python -m pytest -m slow
+
+lint: venv
+	$(BIN)/ruff check workflow tests
+	$(BIN)/ruff format --check workflow tests
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint --cores 1

@@ -1,0 +1,55 @@
+# Stage 4: per-patient values (CD8 sender scores, malignant-cell pseudobulk of the targets).
+
+
+rule aggregate_patients:
+    input:
+        h5ad="results/filter_cells/{dataset}.h5ad",
+        scores="results/score_signatures/{dataset}.scores.tsv.gz",
+        targets=config["targets"]["table"],
+    output:
+        patients="results/aggregate_patients/{dataset}.patients.tsv",
+        excluded=report(
+            "results/aggregate_patients/{dataset}.excluded.tsv",
+            caption="../report/excluded.rst",
+            category="3. Patients",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "excluded patients"},
+        ),
+    params:
+        extra_targets=config["targets"]["extra"],
+        min_cd8_cells=config["aggregation"]["min_cd8_cells"],
+        min_malignant_cells=config["aggregation"]["min_malignant_cells"],
+    log:
+        "logs/aggregate_patients/{dataset}.log",
+    benchmark:
+        "benchmarks/aggregate_patients/{dataset}.tsv"
+    threads: 1  # group sums over a sparse matrix
+    resources:
+        mem_mb=4000,  # the matrix and its linear-scale copy of the target genes
+        runtime=30,
+    conda:
+        "../../envs/scanpy.yaml"
+    script:
+        "../scripts/aggregate_patients.py"
+
+
+rule summarise_patients:
+    input:
+        patients=expand("results/aggregate_patients/{dataset}.patients.tsv", dataset=DATASETS.index),
+    output:
+        table=report(
+            "results/summary/patients.tsv",
+            caption="../report/patients.rst",
+            category="3. Patients",
+            labels={"table": "patient-level values, all datasets"},
+        ),
+    log:
+        "logs/summarise_patients/all.log",
+    threads: 1  # concatenation of small tables
+    resources:
+        mem_mb=1000,  # a few small tables
+        runtime=10,
+    conda:
+        "../../envs/scanpy.yaml"
+    script:
+        "../scripts/concatenate_tables.py"

@@ -1,0 +1,73 @@
+# Stage 5: across patients, each sender signature against each target gene.
+
+
+rule associate_patients:
+    input:
+        patients="results/aggregate_patients/{dataset}.patients.tsv",
+    output:
+        table="results/associate_patients/{dataset}.associations.tsv",
+    params:
+        dataset="{dataset}",
+        min_patients=config["association"]["min_patients"],
+    log:
+        "logs/associate_patients/{dataset}.log",
+    benchmark:
+        "benchmarks/associate_patients/{dataset}.tsv"
+    threads: 1  # a few hundred rank correlations
+    resources:
+        mem_mb=1000,  # patient-level tables only
+        runtime=10,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/associate_patients.py"
+
+
+rule summarise_associations:
+    input:
+        tables=expand(
+            "results/associate_patients/{dataset}.associations.tsv", dataset=DATASETS.index
+        ),
+    output:
+        table=report(
+            "results/summary/associations.tsv",
+            caption="../report/associations.rst",
+            category="4. Associations",
+            labels={"table": "associations, all datasets"},
+        ),
+    log:
+        "logs/summarise_associations/all.log",
+    threads: 1  # concatenation of small tables
+    resources:
+        mem_mb=1000,  # a few small tables
+        runtime=10,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/concatenate_tables.py"
+
+
+rule check_truth:
+    input:
+        associations="results/summary/associations.tsv",
+        truth=[DATASETS.loc[d, "truth"] for d in truth_datasets()],
+    output:
+        table=report(
+            "results/summary/truth_check.tsv",
+            caption="../report/truth_check.rst",
+            category="4. Associations",
+            labels={"table": "planted truth vs recovered (simulated data)"},
+        ),
+    params:
+        datasets=truth_datasets(),
+        fdr=config["association"]["fdr"],
+    log:
+        "logs/check_truth/all.log",
+    threads: 1  # a table join
+    resources:
+        mem_mb=1000,  # small tables
+        runtime=10,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/check_truth.py"

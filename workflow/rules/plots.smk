@@ -1,0 +1,98 @@
+# Stage 6: figures for the report.
+
+
+rule plot_umap:
+    input:
+        umap="results/embed_cells/{dataset}.umap.tsv.gz",
+    output:
+        png=report(
+            "results/plots/{dataset}/umap.png",
+            caption="../report/umap.rst",
+            category="1. Data and QC",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "UMAP"},
+        ),
+    log:
+        "logs/plot_umap/{dataset}.log",
+    threads: 1  # one matplotlib figure
+    resources:
+        mem_mb=2000,  # coordinates of every cell
+        runtime=10,
+    conda:
+        "../../envs/scanpy.yaml"
+    script:
+        "../scripts/plot_umap.py"
+
+
+rule plot_sender_scores:
+    input:
+        scores="results/score_signatures/{dataset}.scores.tsv.gz",
+        patients="results/aggregate_patients/{dataset}.patients.tsv",
+    output:
+        png=report(
+            "results/plots/{dataset}/sender_scores.png",
+            caption="../report/sender_scores.rst",
+            category="2. Signatures",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "CD8 T-cell scores by patient"},
+        ),
+    log:
+        "logs/plot_sender_scores/{dataset}.log",
+    threads: 1  # one matplotlib figure
+    resources:
+        mem_mb=2000,  # per-cell scores
+        runtime=10,
+    conda:
+        "../../envs/scanpy.yaml"
+    script:
+        "../scripts/plot_sender_scores.py"
+
+
+rule plot_rho_heatmap:
+    input:
+        table="results/associate_patients/{dataset}.associations.tsv",
+    output:
+        png=report(
+            "results/plots/{dataset}/rho_heatmap.png",
+            caption="../report/rho_heatmap.rst",
+            category="4. Associations",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "Spearman rho heatmap"},
+        ),
+    params:
+        fdr=config["association"]["fdr"],
+    log:
+        "logs/plot_rho_heatmap/{dataset}.log",
+    threads: 1  # one matplotlib figure
+    resources:
+        mem_mb=1000,  # a small table
+        runtime=10,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/plot_rho_heatmap.py"
+
+
+rule plot_scatters:
+    input:
+        patients="results/aggregate_patients/{dataset}.patients.tsv",
+        table="results/associate_patients/{dataset}.associations.tsv",
+    output:
+        folder=report(
+            directory("results/plots/{dataset}/scatter"),
+            patterns=["{signature}__{target}.png"],
+            caption="../report/scatter.rst",
+            category="5. Patient-level scatters",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "signature": "{signature}", "target": "{target}"},
+        ),
+    log:
+        "logs/plot_scatters/{dataset}.log",
+    threads: 1  # one small figure per pair, drawn in sequence
+    resources:
+        mem_mb=1000,  # patient-level tables only
+        runtime=20,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/plot_scatters.py"

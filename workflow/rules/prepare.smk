@@ -1,0 +1,22 @@
+# Stage 1: read a local dataset and harmonise it onto the standard obs schema.
+
+
+rule prepare_dataset:
+    input:
+        unpack(dataset_inputs),
+    output:
+        h5ad="results/prepare_dataset/{dataset}.h5ad",
+    params:
+        row=dataset_row,
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_dataset/{dataset}.tsv"
+    threads: 1  # reading and relabelling is single-threaded
+    resources:
+        mem_mb=4000,  # one dataset's matrix held twice (as read, harmonised)
+        runtime=30,
+    conda:
+        "../../envs/scanpy.yaml"
+    script:
+        "../scripts/prepare_dataset.py"

@@ -1,0 +1,243 @@
+"""Validation of ``config/config.yaml`` and ``config/datasets.tsv`` against JSON schemas.
+
+The schemas in ``workflow/schemas/`` describe every key; this module turns jsonschema's
+errors into one readable message per problem (which key or row, what is allowed, how to
+fix it) and fills in the schema defaults, so the rules only ever see a complete config.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "fill_defaults",
+    "load_schema",
+    "read_datasets",
+    "validate_config",
+    "validate_datasets",
+]
+
+
+class ConfigError(ValueError):
+    """A user error in the configuration; its message is meant to be shown as is."""
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    """Read a JSON schema written as YAML."""
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def fill_defaults(instance: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``instance`` with the schema's ``default`` values filled in.
+
+    Nested objects that are absent are created when any of their properties has a
+    default, so ``config["qc"]["min_genes"]`` exists even when the user wrote no ``qc:``.
+    """
+    out = copy.deepcopy(instance)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out:
+            if "default" in sub:
+                out[key] = copy.deepcopy(sub["default"])
+            elif sub.get("type") == "object" and _has_defaults(sub):
+                out[key] = {}
+        if isinstance(out.get(key), dict) and sub.get("type") == "object":
+            out[key] = fill_defaults(out[key], sub)
+    return out
+
+
+def _has_defaults(schema: Mapping[str, Any]) -> bool:
+    return any(
+        "default" in sub or (sub.get("type") == "object" and _has_defaults(sub))
+        for sub in schema.get("properties", {}).values()
+    )
+
+
+def _key(path: Any) -> str:
+    parts = [str(p) for p in path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _schema_at(schema: Mapping[str, Any], path: Any) -> Mapping[str, Any]:
+    node: Mapping[str, Any] = schema
+    for part in path:
+        if isinstance(part, int):
+            node = node.get("items", {})
+        else:
+            node = node.get("properties", {}).get(part, {})
+    return node
+
+
+def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> str:
+    """One readable sentence for one jsonschema error."""
+    where = _key(error.absolute_path)
+    node = _schema_at(schema, error.absolute_path)
+    hint = f" ({node['description']})" if "description" in node else ""
+    kind = error.validator
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        prefix = f"under '{where}'" if error.absolute_path else "at the top level"
+        return (
+            f"unknown key(s) {', '.join(repr(e) for e in extra)} {prefix}; "
+            f"allowed keys: {', '.join(allowed)} (check the spelling)"
+        )
+    if kind == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        sub = _schema_at(schema, [*error.absolute_path, missing])
+        desc = f" ({sub['description']})" if "description" in sub else ""
+        where_txt = f"'{where}'" if error.absolute_path else "the top level"
+        return f"required key '{missing}' is missing in {where_txt}{desc}"
+    if kind == "type":
+        return f"key '{where}' must be of type {error.validator_value}, got {error.instance!r}{hint}"
+    if kind == "enum":
+        allowed = ", ".join(repr(v) for v in error.validator_value)
+        return f"key '{where}' must be one of {allowed}, got {error.instance!r}{hint}"
+    if kind in {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}:
+        op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[
+            kind
+        ]
+        return f"key '{where}' must be {op} {error.validator_value}, got {error.instance!r}{hint}"
+    if kind == "pattern":
+        return (
+            f"key '{where}' must match the pattern {error.validator_value}, "
+            f"got {error.instance!r}{hint}"
+        )
+    if kind in {"minItems", "maxItems", "minLength", "uniqueItems"}:
+        return f"key '{where}': {error.message}{hint}"
+    return f"key '{where}': {error.message}{hint}"
+
+
+def validate_config(
+    config: Mapping[str, Any], schema: Mapping[str, Any], *, source: str = "config"
+) -> dict[str, Any]:
+    """Validate ``config`` against ``schema`` and return it with defaults filled in.
+
+    Parameters
+    ----------
+    config
+        The configuration as Snakemake parsed it.
+    schema
+        The JSON schema (``workflow/schemas/config.schema.yaml``).
+    source
+        Name of the configuration shown in messages (e.g. the config file path).
+
+    Returns
+    -------
+    A new dictionary: the validated configuration with schema defaults.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem, one per line, each naming the key and what is allowed.
+    """
+    filled = fill_defaults(dict(config), schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(filled), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = "\n".join(f"  - {_describe(e, schema)}" for e in errors)
+        msg = f"invalid configuration in {source}:\n{lines}"
+        raise ConfigError(msg)
+    return filled
+
+
+def read_datasets(path: str | Path) -> pd.DataFrame:
+    """Read the dataset sheet (TSV); empty cells become missing values, everything else text."""
+    path = Path(path)
+    if not path.is_file():
+        msg = f"dataset sheet {str(path)!r} does not exist; set 'datasets' in the config to a TSV file"
+        raise ConfigError(msg)
+    table = pd.read_csv(
+        path, sep="\t", dtype=str, keep_default_na=False, comment="#", skip_blank_lines=True
+    )
+    table.columns = [c.strip() for c in table.columns]
+    return table.map(lambda v: v.strip() if isinstance(v, str) else v)
+
+
+def validate_datasets(
+    table: pd.DataFrame,
+    schema: Mapping[str, Any],
+    *,
+    source: str = "datasets.tsv",
+    base_dir: str | Path = ".",
+) -> pd.DataFrame:
+    """Validate each row of the dataset sheet and check that the files it names exist.
+
+    Parameters
+    ----------
+    table
+        The sheet as read by :func:`read_datasets`.
+    schema
+        The JSON schema of one row (``workflow/schemas/datasets.schema.yaml``).
+    source
+        File name shown in messages.
+    base_dir
+        Folder relative paths are resolved against (the workflow's working directory).
+
+    Returns
+    -------
+    The sheet indexed by ``dataset`` with schema defaults filled in.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem as ``row N (dataset 'x'): ...``.
+    """
+    problems: list[str] = []
+    allowed = set(schema.get("properties", {}))
+    unknown = [c for c in table.columns if c not in allowed]
+    if unknown:
+        problems.append(
+            f"unknown column(s) {', '.join(repr(c) for c in unknown)}; "
+            f"allowed columns: {', '.join(sorted(allowed))}"
+        )
+    if table.empty:
+        problems.append("no dataset rows; add one row per dataset")
+    validator = jsonschema.Draft202012Validator(schema)
+    rows = []
+    base = Path(base_dir)
+    for i, raw in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
+        row = {k: v for k, v in raw.items() if v != "" and k in allowed}
+        row = fill_defaults(row, schema)
+        where = f"row {i} (dataset {row.get('dataset', '?')!r})"
+        errs = list(validator.iter_errors(row))
+        for e in errs:
+            text = _describe(e, schema).replace("key '", "column '")
+            problems.append(f"{where}: {text}")
+        if not errs:
+            problems.extend(f"{where}: {p}" for p in _check_files(row, base))
+        rows.append(row)
+    ids = [r.get("dataset") for r in rows]
+    dups = sorted({d for d in ids if d is not None and ids.count(d) > 1})
+    if dups:
+        problems.append(f"dataset ids must be unique; repeated: {', '.join(dups)}")
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        msg = f"invalid dataset sheet {source}:\n{lines}"
+        raise ConfigError(msg)
+    return pd.DataFrame(rows).set_index("dataset", drop=False)
+
+
+def _check_files(row: Mapping[str, Any], base: Path) -> list[str]:
+    problems = []
+    path = base / row["path"]
+    if row["format"] == "10x_mtx":
+        if not path.is_dir():
+            problems.append(
+                f"column 'path': {row['path']!r} is not a folder; format '10x_mtx' expects a folder "
+                "with matrix.mtx[.gz], features.tsv[.gz] or genes.tsv[.gz] (and barcodes.tsv[.gz])"
+            )
+    elif not path.is_file():
+        problems.append(f"column 'path': file {row['path']!r} does not exist")
+    for column in ("cell_table", "label_map", "truth"):
+        if column in row and not (base / row[column]).is_file():
+            problems.append(f"column '{column}': file {row[column]!r} does not exist")
+    return problems

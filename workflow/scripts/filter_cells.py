@@ -1,0 +1,18 @@
+"""Rule filter_cells: cell QC, then log-normalisation of raw counts (never twice)."""
+
+import anndata as ad
+
+from cd8exo.harmonise import log_normalise
+from cd8exo.io import write_h5ad, write_table
+from cd8exo.log import log_to
+from cd8exo.qc import filter_cells
+
+with log_to(snakemake.log[0]):
+    adata = ad.read_h5ad(snakemake.input.h5ad)
+    kept, removed = filter_cells(
+        adata,
+        min_genes=snakemake.params.min_genes,
+        max_mito_fraction=snakemake.params.max_mito_fraction,
+    )
+    write_table(removed, snakemake.output.removed)
+    write_h5ad(log_normalise(kept), snakemake.output.h5ad)

@@ -1,0 +1,15 @@
+"""Rule plot_rho_heatmap: Spearman rho of signatures x targets, q < FDR marked."""
+
+import pandas as pd
+
+from cd8exo.log import log_to
+from cd8exo.plotting import rho_heatmap, save_figure
+
+with log_to(snakemake.log[0]):
+    table = pd.read_csv(snakemake.input.table, sep="\t")
+    fig = rho_heatmap(
+        table,
+        fdr=snakemake.params.fdr,
+        title=f"{snakemake.wildcards.dataset}: * q < {snakemake.params.fdr}",
+    )
+    save_figure(fig, snakemake.output.png)

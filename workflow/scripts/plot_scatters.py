@@ -1,0 +1,25 @@
+"""Rule plot_scatters: one patient-level scatter per (signature, target) pair."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from cd8exo.log import log_to
+from cd8exo.plotting import association_scatter, save_figure
+from cd8exo.tables import split_patient_table
+
+with log_to(snakemake.log[0]):
+    sender, receiver = split_patient_table(pd.read_csv(snakemake.input.patients, sep="\t"))
+    table = pd.read_csv(snakemake.input.table, sep="\t")
+    out = Path(snakemake.output.folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for row in table.itertuples():
+        fig = association_scatter(
+            sender[row.signature],
+            receiver[row.target],
+            signature=row.signature,
+            target=row.target,
+            rho=row.rho,
+            q_value=row.q_value,
+        )
+        save_figure(fig, str(out / f"{row.signature}__{row.target}.png"))

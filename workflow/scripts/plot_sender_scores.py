@@ -1,0 +1,18 @@
+"""Rule plot_sender_scores: signature scores of CD8 T cells, by patient."""
+
+import pandas as pd
+
+from cd8exo.log import log_to
+from cd8exo.plotting import save_figure, sender_scores_figure
+
+with log_to(snakemake.log[0]):
+    scores = pd.read_csv(snakemake.input.scores, sep="\t", index_col="cell")
+    patients = pd.read_csv(snakemake.input.patients, sep="\t")
+    cd8 = scores[scores["cell_type"] == "CD8_T"]
+    signatures = [c for c in scores.columns if c not in ("patient", "cell_type")]
+    included = set(patients.loc[patients["included"], "patient"].astype(str))
+    cd8 = cd8.assign(patient=cd8["patient"].astype(str))
+    fig = sender_scores_figure(
+        cd8, signatures=signatures, included=included, title=snakemake.wildcards.dataset
+    )
+    save_figure(fig, snakemake.output.png)

@@ -1,0 +1,26 @@
+"""Rule prepare_dataset: read a local dataset and harmonise it onto the cd8exo obs schema."""
+
+from cd8exo.harmonise import harmonise, read_label_map
+from cd8exo.io import read_dataset, write_h5ad
+from cd8exo.log import log_to
+
+with log_to(snakemake.log[0]) as logger:
+    row = snakemake.params.row
+    raw = read_dataset(
+        path=row["path"],
+        data_format=row["format"],
+        cell_table=row.get("cell_table"),
+        cell_id_column=row.get("cell_id_column"),
+    )
+    adata = harmonise(
+        raw,
+        dataset=row["dataset"],
+        patient_column=row["patient_column"],
+        sample_column=row.get("sample_column"),
+        cell_type_column=row["cell_type_column"],
+        malignant_column=row.get("malignant_column"),
+        label_map=read_label_map(row["label_map"]),
+        value_scale=row["value_scale"],
+    )
+    logger.info("harmonised %s: %d cells x %d genes", row["dataset"], adata.n_obs, adata.n_vars)
+    write_h5ad(adata, snakemake.output.h5ad)
