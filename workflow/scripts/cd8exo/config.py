@@ -94,8 +94,8 @@ def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> s
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         sub = _schema_at(schema, [*error.absolute_path, missing])
         desc = f" ({sub['description']})" if "description" in sub else ""
-        where_txt = f"'{where}'" if error.absolute_path else "the top level"
-        return f"required key '{missing}' is missing in {where_txt}{desc}"
+        where_txt = f" in '{where}'" if error.absolute_path else ""
+        return f"required key '{missing}' is missing{where_txt}{desc}"
     if kind == "type":
         return f"key '{where}' must be of type {error.validator_value}, got {error.instance!r}{hint}"
     if kind == "enum":

@@ -1,0 +1,35 @@
+"""Outcomes of the planted-truth check."""
+
+import pandas as pd
+
+from cd8exo.truth import check_truth
+
+
+def test_each_outcome():
+    truth = pd.DataFrame(
+        {
+            "dataset": ["d"] * 6,
+            "signature": ["s"] * 6,
+            "target": ["A", "B", "C", "D", "E", "F"],
+            "expected_sign": [-1, 1, -1, 0, 0, 1],
+        }
+    )
+    assoc = pd.DataFrame(
+        {
+            "dataset": ["d"] * 5,
+            "signature": ["s"] * 5,
+            "target": ["A", "B", "C", "D", "E"],
+            "rho": [-0.8, -0.7, -0.1, 0.9, 0.1],
+            "q_value": [0.001, 0.01, 0.6, 0.01, 0.8],
+        }
+    )
+    out = check_truth(assoc, truth, fdr=0.05).set_index("target")
+    assert out["outcome"].to_dict() == {
+        "A": "true positive",
+        "B": "wrong sign",
+        "C": "missed",
+        "D": "false positive",
+        "E": "true negative",
+        "F": "not tested",
+    }
+    assert out["as_planted"].tolist() == [True, False, False, False, True, False]
