@@ -1,0 +1,101 @@
+"""Fixtures for the SLURM tests: a real one-node SLURM cluster on this machine.
+
+The cluster is started once per test session by ``tests/slurm/start_cluster.sh`` (which installs
+Debian's ``slurm-wlm`` and ``munge`` when missing) and stopped by ``stop_cluster.sh`` (which stops
+exactly the daemons it started and restores ``/etc/slurm/slurm.conf``). Starting needs root: CI
+runs as root; elsewhere the SLURM tests are skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+# Files and folders a copy of the workflow needs; outputs and Snakemake state are left behind.
+WORKFLOW_PARTS = ("Snakefile", "config", "workflow", "resources", "profiles", "envs")
+IGNORED = shutil.ignore_patterns(
+    "results", "logs", "benchmarks", ".snakemake", "__pycache__", "*.pyc", ".pytest_cache"
+)
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            env[key.strip()] = value.strip()
+    return env
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """Start the one-node SLURM cluster, yield the environment to reach it, stop it.
+
+    Yields
+    ------
+    dict
+        ``os.environ`` plus ``SLURM_CONF`` (the cluster's slurm.conf), ``CD8EXO_SLURM_STATE``
+        (its state folder: logs, pids), ``CD8EXO_SLURM_PARTITION`` and a ``PATH`` that starts
+        with this Python's ``bin`` folder, so jobs find the same ``snakemake``.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("the SLURM tests start slurmctld/slurmd and need root (CI runs as root)")
+    state = tmp_path_factory.mktemp("slurm_cluster")
+    started = subprocess.run(
+        ["bash", str(HERE / "start_cluster.sh"), str(state)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if started.returncode != 0:
+        pytest.fail(
+            "tests/slurm/start_cluster.sh could not start the test cluster "
+            f"(exit {started.returncode}):\n{started.stderr}",
+            pytrace=False,
+        )
+    env = dict(os.environ)
+    env.update(_read_env_file(Path(started.stdout.strip().splitlines()[-1])))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # Snakemake must not think it already runs inside a SLURM job.
+    for key in [k for k in env if k.startswith("SLURM_") and k != "SLURM_CONF"]:
+        del env[key]
+    try:
+        yield env
+    finally:
+        stopped = subprocess.run(
+            ["bash", str(HERE / "stop_cluster.sh"), str(state)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if stopped.returncode != 0:
+            msg = f"stop_cluster.sh failed (exit {stopped.returncode}):\n{stopped.stderr}"
+            raise RuntimeError(msg)
+
+
+def _copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in WORKFLOW_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, dest / part, ignore=IGNORED, symlinks=True)
+        elif source.is_file():
+            shutil.copy2(source, dest / part)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def copy_workflow():
+    """Skip while the real workflow (a Snakefile at the repository root) does not exist; else
+    return a function that copies it (not its results or Snakemake state) to a folder."""
+    if not (REPO / "Snakefile").is_file():
+        pytest.skip(f"no Snakefile at {REPO}: the end-to-end workflow is not there yet")
+    return _copy_workflow
