@@ -1,0 +1,586 @@
+"""Bring a dataset onto the harmonised AnnData contract.
+
+The contract (see the project README): cells x genes, unique gene symbols, ``X`` CSR
+float32, ``obs`` with ``patient``, ``sample``, ``cell_type`` (over
+:data:`cd8exo.vocabulary.CELL_TYPES`), ``cell_type_original`` and ``malignant``, and
+``uns["cd8exo"]`` recording the dataset id and the scale of the values. Raw counts are
+kept in ``layers["counts"]`` and are the only values ever log-transformed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .io import read_tsv
+from .vocabulary import CELL_TYPES, OBS_COLUMNS, VALUE_SCALES
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from .io import PathLike
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CATCH_ALL",
+    "detect_value_scale",
+    "harmonise",
+    "linear_values",
+    "log_normalise",
+    "read_label_map",
+]
+
+#: Label-map entry that maps every label not listed explicitly.
+CATCH_ALL = "*"
+
+#: Log-scaled single-cell values never exceed this; larger non-integer values are linear
+#: (TPM/CPM-like), which the workflow does not accept (ln(1e6+1) = 13.8,
+#: log2(1e6/10+1) = 16.6).
+_MAX_LOG_VALUE = 20.0
+#: Coefficient of variation of per-cell library sizes below which they count as constant.
+_CONSTANT_LIBRARY_CV = 0.05
+#: Cells inspected by :func:`detect_value_scale` (evenly spaced, deterministic).
+_N_CELLS_INSPECTED = 2000
+
+_TRUE = {"true", "t", "yes", "y", "1", "malignant", "tumor", "tumour", "cancer"}
+_FALSE = {"false", "f", "no", "n", "0", "non-malignant", "nonmalignant", "normal"}
+
+
+# --------------------------------------------------------------------------- #
+# Label map
+# --------------------------------------------------------------------------- #
+def read_label_map(path: PathLike) -> dict[str, str]:
+    """Read a map from the authors' cell labels to :data:`~cd8exo.vocabulary.CELL_TYPES`.
+
+    Parameters
+    ----------
+    path
+        A TSV with columns ``label`` and ``cell_type`` (more columns, e.g. a comment,
+        are ignored). A ``label`` of ``*`` maps every label not listed.
+
+    Returns
+    -------
+    Label -> cell type.
+
+    Raises
+    ------
+    ValueError
+        A ``cell_type`` outside the vocabulary (naming the row and the allowed values),
+        an empty field, or a label mapped twice to different cell types.
+    """
+    table = read_tsv(path, required_columns=["label", "cell_type"], what="label map", dtype=str)
+    label_map: dict[str, str] = {}
+    for row_number, (label, cell_type) in enumerate(
+        zip(table["label"], table["cell_type"], strict=True), start=1
+    ):
+        where = f"{path}, row {row_number} (label {label!r})"
+        if pd.isna(label) or pd.isna(cell_type) or not str(label).strip():
+            msg = f"{where}: both label and cell_type must be filled in."
+            raise ValueError(msg)
+        label, cell_type = str(label).strip(), str(cell_type).strip()
+        if cell_type not in CELL_TYPES:
+            msg = (
+                f"{where}: cell_type {cell_type!r} is not in the vocabulary; allowed values "
+                f"are {', '.join(CELL_TYPES)}."
+            )
+            raise ValueError(msg)
+        if label in label_map and label_map[label] != cell_type:
+            msg = (
+                f"{where}: label {label!r} is mapped twice, to {label_map[label]!r} and "
+                f"{cell_type!r}; keep one row."
+            )
+            raise ValueError(msg)
+        label_map[label] = cell_type
+    return label_map
+
+
+# --------------------------------------------------------------------------- #
+# Value scale
+# --------------------------------------------------------------------------- #
+def detect_value_scale(x: np.ndarray | sp.spmatrix | sp.sparray) -> str:
+    """Guess the scale of an expression matrix (cells x genes).
+
+    The rule, applied in this order:
+
+    1. Non-finite or negative values -> :class:`ValueError` (scaled/centred data cannot
+       be used; give counts or log-normalised values).
+    2. All values integer -> ``"counts"``.
+    3. Maximum above 20 -> :class:`ValueError`: non-integer values this large are linear
+       TPM/CPM-like values, not a supported scale (ln(1e6+1) = 13.8 and
+       log2(1e6/10+1) = 16.6 bound the log scales).
+    4. On up to 2,000 evenly spaced cells, undo each candidate log and compute the
+       per-cell totals: ``sum(expm1(x))`` (``log1p_norm``: ln(CP10k+1), or ln(x/size*s+1)
+       for any constant s) and ``sum(10 * (2**x - 1))`` (``log2_tpm10``: log2(TPM/10+1),
+       totals ~1e6). The candidate whose totals are constant across cells (coefficient
+       of variation < 0.05, the smaller of the two) wins.
+    5. Otherwise (e.g. genes were removed after normalising, so totals vary) the maximum
+       decides: above 10 -> ``"log2_tpm10"``, else ``"log1p_norm"`` (ln(CP10k+1) rarely
+       exceeds 9.2), and a warning recommends declaring ``value_scale`` in the config.
+
+    Parameters
+    ----------
+    x
+        Dense or sparse matrix, cells as rows.
+
+    Returns
+    -------
+    One of :data:`~cd8exo.vocabulary.VALUE_SCALES`.
+    """
+    values = x.data if sp.issparse(x) else np.asarray(x).ravel()
+    if values.size == 0:
+        msg = "The expression matrix is empty; its value scale cannot be determined."
+        raise ValueError(msg)
+    if not np.all(np.isfinite(values)):
+        msg = "The expression matrix has NaN or infinite values; fix them in the input data."
+        raise ValueError(msg)
+    minimum = float(values.min())
+    if minimum < 0:
+        msg = (
+            f"The expression matrix has negative values (min {minimum:.3g}): it looks scaled "
+            "or centred. Provide raw counts or log-normalised values (ln(CP10k+1) or "
+            "log2(TPM/10+1)) instead."
+        )
+        raise ValueError(msg)
+    if _is_integer_valued(values):
+        return "counts"
+    maximum = float(values.max())
+    if maximum > _MAX_LOG_VALUE:
+        msg = (
+            f"The expression values are non-integer with maximum {maximum:.4g}: they look like "
+            "linear TPM/CPM values, which are not a supported scale "
+            f"({', '.join(VALUE_SCALES)}). Provide raw counts, or transform to "
+            "log2(TPM/10+1) and declare value_scale 'log2_tpm10'."
+        )
+        raise ValueError(msg)
+
+    n_cells = x.shape[0]
+    rows = np.unique(np.linspace(0, n_cells - 1, num=min(n_cells, _N_CELLS_INSPECTED)).astype(int))
+    sample = x[rows]
+    sample = sample.toarray() if sp.issparse(sample) else np.asarray(sample)
+    sample = sample.astype(np.float64)
+    cv_ln = _coefficient_of_variation(np.expm1(sample).sum(axis=1))
+    cv_log2 = _coefficient_of_variation((10.0 * (np.exp2(sample) - 1.0)).sum(axis=1))
+    if min(cv_ln, cv_log2) < _CONSTANT_LIBRARY_CV:
+        scale = "log1p_norm" if cv_ln <= cv_log2 else "log2_tpm10"
+        logger.info(
+            "Detected value scale %s (per-cell totals CV: expm1 %.3g, 10*(2^x-1) %.3g)",
+            scale,
+            cv_ln,
+            cv_log2,
+        )
+        return scale
+    scale = "log2_tpm10" if maximum > 10 else "log1p_norm"
+    logger.warning(
+        "Value scale guessed as %s from the maximum value %.3g; per-cell totals are not "
+        "constant on either log scale (CV: expm1 %.3g, 10*(2^x-1) %.3g). Declare "
+        "value_scale for this dataset in the config to be sure.",
+        scale,
+        maximum,
+        cv_ln,
+        cv_log2,
+    )
+    return scale
+
+
+def _is_integer_valued(values: np.ndarray) -> bool:
+    if np.issubdtype(values.dtype, np.integer) or values.dtype == bool:
+        return True
+    return bool(np.all(values == np.round(values)))
+
+
+def _coefficient_of_variation(totals: np.ndarray) -> float:
+    mean = float(np.mean(totals))
+    if mean <= 0:
+        return float("inf")
+    return float(np.std(totals) / mean)
+
+
+# --------------------------------------------------------------------------- #
+# Harmonise
+# --------------------------------------------------------------------------- #
+def harmonise(
+    adata: ad.AnnData,
+    *,
+    dataset: str,
+    patient_column: str,
+    cell_type_column: str,
+    label_map: Mapping[str, str],
+    sample_column: str | None = None,
+    malignant_column: str | None = None,
+    value_scale: str = "auto",
+) -> ad.AnnData:
+    """Build the harmonised AnnData of one dataset.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes as read by :func:`cd8exo.io.read_dataset`; not modified.
+    dataset
+        Dataset id, stored in ``uns["cd8exo"]["dataset"]``.
+    patient_column
+        ``obs`` column with the patient (donor) id.
+    cell_type_column
+        ``obs`` column with the authors' cell labels.
+    label_map
+        Authors' label -> cell type in :data:`~cd8exo.vocabulary.CELL_TYPES`
+        (see :func:`read_label_map`); ``"*"`` maps every label not listed.
+    sample_column
+        ``obs`` column with the sample id; default: the patient.
+    malignant_column
+        ``obs`` column marking malignant cells (bool, 0/1, true/false, yes/no,
+        malignant/non-malignant); default: ``cell_type == "malignant"``.
+    value_scale
+        ``"auto"`` (see :func:`detect_value_scale`) or one of
+        :data:`~cd8exo.vocabulary.VALUE_SCALES`.
+
+    Returns
+    -------
+    A new AnnData with the contract ``obs`` columns (``patient``, ``sample``,
+    ``cell_type`` categorical over all of CELL_TYPES, ``cell_type_original``,
+    ``malignant``) followed by the other original columns (an original column whose
+    name is taken by the contract is kept as ``<name>_input``), unique gene symbols as
+    ``var_names``, ``X`` CSR float32, ``layers["counts"]`` for counts, and
+    ``uns["cd8exo"] = {"dataset", "value_scale", "log_normalised": False, ...}``.
+
+    Notes
+    -----
+    Duplicated gene symbols (e.g. two Ensembl ids with one symbol) are merged: for
+    counts the duplicates are summed (all molecules of the symbol); for normalised
+    values the gene with the highest mean over cells is kept (summing log values is
+    meaningless). The duplicated symbols are logged by name.
+    """
+    obs = adata.obs
+    used = {
+        "patient_column": patient_column,
+        "cell_type_column": cell_type_column,
+        "sample_column": sample_column,
+        "malignant_column": malignant_column,
+    }
+    for argument, column in used.items():
+        if column is not None and column not in obs.columns:
+            msg = (
+                f"Dataset {dataset!r}: {argument} {column!r} is not a column of the cell "
+                f"metadata; available columns are {list(obs.columns)}. Fix the dataset's "
+                f"{argument} in the config."
+            )
+            raise ValueError(msg)
+
+    x = adata.X
+    scale = _resolve_value_scale(x, value_scale=value_scale, dataset=dataset)
+    cell_type, original = _map_labels(obs[cell_type_column], label_map, dataset=dataset)
+    patient = _id_column(obs[patient_column], name=patient_column, dataset=dataset)
+    sample = (
+        patient.copy()
+        if sample_column is None
+        else _id_column(obs[sample_column], name=sample_column, dataset=dataset)
+    )
+    if malignant_column is None:
+        malignant = (cell_type == "malignant").to_numpy(dtype=bool)
+    else:
+        malignant = _as_bool(obs[malignant_column], name=malignant_column, dataset=dataset)
+
+    contract = pd.DataFrame(
+        {
+            "patient": patient.to_numpy(),
+            "sample": sample.to_numpy(),
+            "cell_type": cell_type.to_numpy(),
+            "cell_type_original": original.to_numpy(),
+            "malignant": malignant,
+        },
+        index=obs.index.copy(),
+    )
+    for column in ("patient", "sample", "cell_type_original"):
+        contract[column] = contract[column].astype("category")
+    contract["cell_type"] = pd.Categorical(contract["cell_type"], categories=list(CELL_TYPES))
+
+    sources = {patient_column, cell_type_column, sample_column, malignant_column}
+    others = obs.copy()
+    renames = {}
+    for column in others.columns:
+        if column in OBS_COLUMNS and column not in sources:
+            renames[column] = f"{column}_input"
+    if renames:
+        logger.warning(
+            "Dataset %r: original obs column(s) %s renamed to %s (the names belong to the "
+            "harmonised columns)",
+            dataset,
+            list(renames),
+            list(renames.values()),
+        )
+        others = others.rename(columns=renames)
+    others = others.drop(columns=[c for c in others.columns if c in contract.columns])
+    new_obs = pd.concat([contract, others], axis=1)
+
+    x_csr = sp.csr_matrix(x, dtype=np.float32) if sp.issparse(x) else sp.csr_matrix(
+        np.asarray(x, dtype=np.float32)
+    )
+    x_csr, var = _unique_symbols(x_csr, adata.var, scale=scale, dataset=dataset)
+
+    uns = {
+        "dataset": dataset,
+        "value_scale": scale,
+        "log_normalised": False,
+        "patient_column": patient_column,
+        "cell_type_column": cell_type_column,
+        "sample_column": sample_column or "",
+        "malignant_column": malignant_column or "",
+    }
+    result = ad.AnnData(X=x_csr, obs=new_obs, var=var, uns={"cd8exo": uns})
+    if scale == "counts":
+        result.layers["counts"] = x_csr.copy()
+    logger.info(
+        "Dataset %r harmonised: %d cells, %d genes, %d patients, value scale %s; cell types %s",
+        dataset,
+        result.n_obs,
+        result.n_vars,
+        contract["patient"].nunique(),
+        scale,
+        contract["cell_type"].value_counts().to_dict(),
+    )
+    return result
+
+
+def _resolve_value_scale(x, *, value_scale: str, dataset: str) -> str:
+    if value_scale == "auto":
+        scale = detect_value_scale(x)
+        logger.info("Dataset %r: value scale detected as %s", dataset, scale)
+        return scale
+    if value_scale not in VALUE_SCALES:
+        msg = (
+            f"Dataset {dataset!r}: value_scale {value_scale!r} is not one of "
+            f"{', '.join(VALUE_SCALES)} or 'auto'."
+        )
+        raise ValueError(msg)
+    values = x.data if sp.issparse(x) else np.asarray(x).ravel()
+    if values.size and not np.all(np.isfinite(values)):
+        msg = f"Dataset {dataset!r}: the expression matrix has NaN or infinite values."
+        raise ValueError(msg)
+    integer = values.size == 0 or _is_integer_valued(values)
+    if value_scale == "counts" and not integer:
+        fractional = values[values != np.round(values)]
+        msg = (
+            f"Dataset {dataset!r}: value_scale is declared 'counts' but {fractional.size} "
+            f"values are not integers (e.g. {fractional[:3].tolist()}). Declare the scale "
+            "the values are on ('log1p_norm', 'log2_tpm10') or 'auto', or give raw counts."
+        )
+        raise ValueError(msg)
+    if value_scale != "counts" and integer and values.size and values.max() > 0:
+        msg = (
+            f"Dataset {dataset!r}: value_scale is declared {value_scale!r} but every value is "
+            "an integer, as raw counts are. Declare value_scale 'counts' (or 'auto')."
+        )
+        raise ValueError(msg)
+    if values.size and values.min() < 0:
+        msg = (
+            f"Dataset {dataset!r}: the expression matrix has negative values (scaled data?); "
+            "give counts or log-normalised values."
+        )
+        raise ValueError(msg)
+    return value_scale
+
+
+def _map_labels(
+    labels: pd.Series, label_map: Mapping[str, str], *, dataset: str
+) -> tuple[pd.Series, pd.Series]:
+    bad = {k: v for k, v in label_map.items() if v not in CELL_TYPES}
+    if bad:
+        msg = (
+            f"Dataset {dataset!r}: the label map maps {bad} outside the vocabulary; allowed "
+            f"cell types are {', '.join(CELL_TYPES)}."
+        )
+        raise ValueError(msg)
+    original = labels.astype("string").fillna("<missing>").str.strip()
+    catch_all = label_map.get(CATCH_ALL)
+    mapped = original.map(lambda label: label_map.get(label, catch_all))
+    unmapped = original[mapped.isna()]
+    if len(unmapped):
+        counts = unmapped.value_counts()
+        listed = "; ".join(f"{label!r} ({n} cells)" for label, n in counts.items())
+        msg = (
+            f"Dataset {dataset!r}: {len(counts)} cell label(s) are not in the label map: "
+            f"{listed}. Add a row 'label<TAB>cell_type' for each to the dataset's label map "
+            f"(cell types: {', '.join(CELL_TYPES)}), or a row '*<TAB>other' to map all "
+            "unlisted labels."
+        )
+        raise ValueError(msg)
+    return mapped.astype(str), original.astype(str)
+
+
+def _id_column(values: pd.Series, *, name: str, dataset: str) -> pd.Series:
+    missing = values.isna()
+    if missing.any():
+        msg = (
+            f"Dataset {dataset!r}: {int(missing.sum())} cells have no value in column "
+            f"{name!r} (e.g. {values.index[missing][:3].tolist()}). Fill it in or drop these "
+            "cells before harmonising."
+        )
+        raise ValueError(msg)
+    return values.astype(str).str.strip()
+
+
+def _as_bool(values: pd.Series, *, name: str, dataset: str) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(dtype=bool)
+    text = values.astype("string").str.strip().str.lower()
+    is_true = text.isin(_TRUE)
+    is_false = text.isin(_FALSE)
+    unknown = ~(is_true | is_false) | text.isna()
+    if unknown.any():
+        found = values[unknown.to_numpy()].astype("string").fillna("<missing>").unique().tolist()
+        msg = (
+            f"Dataset {dataset!r}: malignant_column {name!r} has values {found} that are not "
+            f"recognised as true ({sorted(_TRUE)}) or false ({sorted(_FALSE)}). Recode the "
+            "column or leave malignant_column empty to use cell_type == 'malignant'."
+        )
+        raise ValueError(msg)
+    return is_true.to_numpy(dtype=bool)
+
+
+def _unique_symbols(
+    x: sp.csr_matrix, var: pd.DataFrame, *, scale: str, dataset: str
+) -> tuple[sp.csr_matrix, pd.DataFrame]:
+    symbols = pd.Index(var.index.astype(str).str.strip())
+    if symbols.is_unique:
+        new_var = var.copy()
+        new_var.index = symbols
+        return x, new_var
+    duplicated = symbols[symbols.duplicated()].unique()
+    logger.warning(
+        "Dataset %r: %d gene symbols occur more than once and are merged (%s): %s",
+        dataset,
+        len(duplicated),
+        "counts summed" if scale == "counts" else "highest-mean gene kept",
+        ", ".join(map(str, duplicated)),
+    )
+    codes, uniques = pd.factorize(symbols)
+    if scale == "counts":
+        # Sum the duplicates: every molecule of the symbol counts.
+        n_genes = len(symbols)
+        merge = sp.csr_matrix(
+            (np.ones(n_genes, dtype=np.float32), (np.arange(n_genes), codes)),
+            shape=(n_genes, len(uniques)),
+        )
+        merged = sp.csr_matrix(x @ merge, dtype=np.float32)
+        first = pd.Series(np.arange(n_genes)).groupby(codes).first().to_numpy()
+        new_var = var.iloc[first].copy()
+    else:
+        # Summing log values means nothing: keep the most expressed duplicate.
+        means = np.asarray(x.mean(axis=0, dtype=np.float64)).ravel()
+        order = pd.DataFrame({"code": codes, "mean": means, "position": np.arange(len(codes))})
+        keep = (
+            order.sort_values(["code", "mean", "position"], ascending=[True, False, True])
+            .drop_duplicates("code")
+            .sort_values("code")["position"]
+            .to_numpy()
+        )
+        merged = x[:, keep]
+        new_var = var.iloc[keep].copy()
+    new_var.index = pd.Index(uniques.astype(str))
+    merged.sort_indices()
+    return sp.csr_matrix(merged), new_var
+
+
+# --------------------------------------------------------------------------- #
+# Normalisation and linear values
+# --------------------------------------------------------------------------- #
+def log_normalise(adata: ad.AnnData, *, target_sum: float = 1e4) -> ad.AnnData:
+    """Log-normalise raw counts to ln(counts / total * target_sum + 1).
+
+    Parameters
+    ----------
+    adata
+        Harmonised AnnData (see :func:`harmonise`); not modified.
+    target_sum
+        Library size each cell is scaled to (1e4: CP10k).
+
+    Returns
+    -------
+    A copy whose ``X`` is ln(CP10k+1) computed from ``layers["counts"]`` when the
+    values are counts, or unchanged when they are already log-scaled; either way
+    ``uns["cd8exo"]["log_normalised"]`` is True. An object already flagged is
+    returned unchanged, so nothing is ever log-transformed twice. Cells with no
+    counts stay all zero.
+    """
+    info = _cd8exo_uns(adata)
+    result = adata.copy()
+    if info.get("log_normalised", False):
+        logger.info("Dataset %r is already log-normalised; nothing to do", info.get("dataset"))
+        return result
+    new_info = dict(result.uns["cd8exo"])
+    if info["value_scale"] == "counts":
+        counts = result.layers["counts"] if "counts" in result.layers else result.X
+        counts = sp.csr_matrix(counts, dtype=np.float64)
+        totals = np.asarray(counts.sum(axis=1)).ravel()
+        n_empty = int((totals == 0).sum())
+        if n_empty:
+            logger.warning("%d cells have no counts; their values stay 0", n_empty)
+        factors = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
+        scaled = sp.diags(factors) @ counts
+        scaled = sp.csr_matrix(scaled)
+        scaled.data = np.log1p(scaled.data)
+        result.X = sp.csr_matrix(scaled, dtype=np.float32)
+        new_info["target_sum"] = float(target_sum)
+        logger.info(
+            "Dataset %r: counts log-normalised to ln(CP%g+1)", info.get("dataset"), target_sum
+        )
+    else:
+        logger.info(
+            "Dataset %r is already on the %s scale; values left as they are",
+            info.get("dataset"),
+            info["value_scale"],
+        )
+    new_info["log_normalised"] = True
+    result.uns["cd8exo"] = new_info
+    return result
+
+
+def linear_values(adata: ad.AnnData) -> sp.csr_matrix:
+    """Expression on a linear scale, for pseudobulk and QC.
+
+    Parameters
+    ----------
+    adata
+        Harmonised AnnData.
+
+    Returns
+    -------
+    CSR float32 cells x genes: ``layers["counts"]`` when present; otherwise
+    ``expm1(X)`` for ``log1p_norm`` and ``10 * (2**X - 1)`` (TPM) for ``log2_tpm10``
+    (zeros stay zeros); raw ``X`` for counts that were never normalised.
+    """
+    info = _cd8exo_uns(adata)
+    if "counts" in adata.layers:
+        return sp.csr_matrix(adata.layers["counts"], dtype=np.float32)
+    scale = info["value_scale"]
+    if scale == "counts":
+        if info.get("log_normalised", False):
+            msg = (
+                f"Dataset {info.get('dataset')!r}: values were counts but layers['counts'] is "
+                "gone after normalisation; keep the counts layer."
+            )
+            raise ValueError(msg)
+        return sp.csr_matrix(adata.X, dtype=np.float32)
+    x = sp.csr_matrix(adata.X, dtype=np.float64)
+    if scale == "log1p_norm":
+        x.data = np.expm1(x.data)
+    elif scale == "log2_tpm10":
+        # GEO Smart-seq2 tables are log2(TPM/10+1): undo it to TPM.
+        x.data = 10.0 * (np.exp2(x.data) - 1.0)
+    return sp.csr_matrix(x, dtype=np.float32)
+
+
+def _cd8exo_uns(adata: ad.AnnData) -> dict:
+    info = adata.uns.get("cd8exo")
+    if not isinstance(info, dict) or "value_scale" not in info:
+        msg = (
+            "The AnnData has no uns['cd8exo'] with a value_scale: it has not been harmonised. "
+            "Run cd8exo.harmonise.harmonise first."
+        )
+        raise ValueError(msg)
+    return info
