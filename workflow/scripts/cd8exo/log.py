@@ -33,13 +33,18 @@ def log_to(path: str | Path, *, level: int = logging.INFO) -> Iterator[logging.L
     logger = logging.getLogger("cd8exo")
     try:
         yield logger
-    except (ValueError, FileNotFoundError, KeyError) as error:
+    except (ValueError, FileNotFoundError) as error:
         logger.error("%s", error)
         logger.debug("%s", traceback.format_exc())
         handler.stream.write(traceback.format_exc())
         handler.flush()
         sys.stderr.write(f"cd8exo error: {error}\n(full details in {path})\n")
         sys.exit(1)
+    except Exception:
+        # a bug, not a user error: keep the traceback in the log too, then let it surface
+        handler.stream.write(traceback.format_exc())
+        handler.flush()
+        raise
     finally:
         root.removeHandler(handler)
         handler.close()
