@@ -124,6 +124,16 @@ def raw_factory() -> Callable[..., ad.AnnData]:
 
 
 @pytest.fixture
+def contract_factory() -> Callable[..., ad.AnnData]:
+    """Factory of harmonised synthetic datasets: ``contract_factory(**make_raw_kwargs)``."""
+
+    def factory(*, dataset: str = "synthetic", **kwargs) -> ad.AnnData:
+        return make_contract(make_raw(**kwargs), dataset=dataset)
+
+    return factory
+
+
+@pytest.fixture
 def raw_adata() -> ad.AnnData:
     """The default raw synthetic dataset (seed 0)."""
     return make_raw(seed=0)
