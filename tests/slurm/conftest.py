@@ -8,10 +8,12 @@ runs as root; elsewhere the SLURM tests are skipped with that reason.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,9 @@ REPO = HERE.parents[1]
 
 # Files and folders a copy of the workflow needs; outputs and Snakemake state are left behind.
 WORKFLOW_PARTS = ("Snakefile", "config", "workflow", "resources", "profiles", "envs")
+# One test cluster at a time on a machine: it owns /etc/slurm/slurm.conf.
+CLUSTER_LOCK = Path("/tmp/cd8exo-slurm-tests.lock")
+CLUSTER_LOCK_WAIT_S = 1800
 IGNORED = shutil.ignore_patterns(
     "results", "logs", "benchmarks", ".snakemake", "__pycache__", "*.pyc", ".pytest_cache"
 )
@@ -49,6 +54,25 @@ def slurm_cluster(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the SLURM tests start slurmctld/slurmd and need root (CI runs as root)")
     state = tmp_path_factory.mktemp("slurm_cluster")
+    with CLUSTER_LOCK.open("w") as lock:
+        # Another test session on this machine may have the cluster: wait for it to finish.
+        deadline = time.monotonic() + CLUSTER_LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"another test session held {CLUSTER_LOCK} (its SLURM test cluster) "
+                        f"for over {CLUSTER_LOCK_WAIT_S} s; let it finish and retry",
+                        pytrace=False,
+                    )
+                time.sleep(2)
+        yield from _run_cluster(state)
+
+
+def _run_cluster(state: Path):
     started = subprocess.run(
         ["bash", str(HERE / "start_cluster.sh"), str(state)],
         capture_output=True,

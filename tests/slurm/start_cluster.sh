@@ -7,8 +7,8 @@
 # - writes slurm.conf for this machine (controller and compute node on 127.0.0.1, the CPU count
 #   and memory that `slurmd -C` measures) into STATE_DIR (a new temporary folder by default);
 # - makes it visible at /etc/slurm/slurm.conf, because `srun` inside a job reads that file unless
-#   SLURM_CONF reaches it; an existing /etc/slurm/slurm.conf is moved aside into STATE_DIR and
-#   put back by stop_cluster.sh;
+#   SLURM_CONF reaches it; an existing /etc/slurm/slurm.conf is moved aside to
+#   /etc/slurm/slurm.conf.before-cd8exo-test and put back by stop_cluster.sh;
 # - starts its own munged (own key and socket: a system munged, if any, is left alone),
 #   slurmctld and slurmd, each detached, and records their pids in STATE_DIR/pids/;
 # - waits (bounded) until `sinfo` shows the node idle.
@@ -123,6 +123,18 @@ CD8EXO_SLURM_PARTITION=$PARTITION
 EOF
 export SLURM_CONF="$CONF"
 
+# True when a daemon recorded in state folder $1 still runs with that folder on its command line.
+cluster_alive() {
+    local pidfile pid
+    for pidfile in "$1"/pids/*.pid; do
+        [[ -f "$pidfile" ]] || continue
+        pid="$(cat "$pidfile")"
+        [[ "$pid" =~ ^[0-9]+$ ]] || continue
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$1/" && return 0
+    done
+    return 1
+}
+
 started_ok=0
 on_exit() {
     if ((started_ok == 0)); then
@@ -137,18 +149,33 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# /etc/slurm/slurm.conf: move any existing file aside (never destroyed), install ours.
+# /etc/slurm/slurm.conf: move any existing file aside to $BACKUP (beside it, so that it outlives
+# temporary folders; never destroyed), install ours; stop_cluster.sh moves it back.
 ETC=/etc/slurm
+BACKUP="$ETC/slurm.conf.before-cd8exo-test"
 if [[ ! -d "$ETC" ]]; then
     mkdir -p "$ETC"
     touch "$STATE/backup/created-etc-slurm"
 fi
-if [[ -e "$ETC/slurm.conf" || -L "$ETC/slurm.conf" ]]; then
-    if head -n 1 "$ETC/slurm.conf" 2>/dev/null | grep -qF "$MARKER"; then
-        other="$(head -n 1 "$ETC/slurm.conf" | sed 's/.*state=//')"
-        die "$ETC/slurm.conf belongs to another test cluster (state $other); stop it first with tests/slurm/stop_cluster.sh $other"
+if head -n 1 "$ETC/slurm.conf" 2>/dev/null | grep -qF "$MARKER"; then
+    other="$(head -n 1 "$ETC/slurm.conf" | sed 's/.*state=//')"
+    if cluster_alive "$other"; then
+        die "$ETC/slurm.conf belongs to another test cluster that is running (state $other); stop it first with tests/slurm/stop_cluster.sh $other"
     fi
-    mv "$ETC/slurm.conf" "$STATE/backup/slurm.conf"
+    # Left by a test session that was killed before it could stop its cluster: the file is
+    # generated (any original is in $BACKUP), so it can go.
+    echo "start_cluster.sh: removing $ETC/slurm.conf of the dead test cluster $other" >&2
+    rm -f "$ETC/slurm.conf"
+fi
+if [[ -e "$ETC/slurm.conf" || -L "$ETC/slurm.conf" ]]; then
+    if [[ -e "$BACKUP" || -L "$BACKUP" ]]; then
+        die "both $ETC/slurm.conf and $BACKUP exist: keep the right one as $ETC/slurm.conf, remove the other, then retry"
+    fi
+    mv "$ETC/slurm.conf" "$BACKUP"
+    touch "$STATE/backup/moved-slurm-conf"
+elif [[ -e "$BACKUP" || -L "$BACKUP" ]]; then
+    # moved aside by a test session that died before it could put it back: ours to restore
+    touch "$STATE/backup/moved-slurm-conf"
 fi
 cp "$CONF" "$ETC/slurm.conf"
 chmod 644 "$ETC/slurm.conf"

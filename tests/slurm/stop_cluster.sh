@@ -72,16 +72,18 @@ done
 
 # Restore /etc/slurm/slurm.conf.
 ETC=/etc/slurm
+BACKUP="$ETC/slurm.conf.before-cd8exo-test"
 if [[ -f "$ETC/slurm.conf" ]] && head -n 1 "$ETC/slurm.conf" | grep -qxF "$MARKER state=$STATE"; then
     rm -f "$ETC/slurm.conf"
 fi
-if [[ -e "$STATE/backup/slurm.conf" || -L "$STATE/backup/slurm.conf" ]]; then
+if [[ -f "$STATE/backup/moved-slurm-conf" ]]; then
     if [[ -e "$ETC/slurm.conf" || -L "$ETC/slurm.conf" ]]; then
         echo "stop_cluster.sh: error: $ETC/slurm.conf was replaced by someone else while the test" \
-            "cluster ran; the original is kept at $STATE/backup/slurm.conf: put it back by hand" >&2
+            "cluster ran; the original is kept at $BACKUP: put it back by hand" >&2
         status=1
-    else
-        mv "$STATE/backup/slurm.conf" "$ETC/slurm.conf"
+    elif [[ -e "$BACKUP" || -L "$BACKUP" ]]; then
+        mv "$BACKUP" "$ETC/slurm.conf"
+        rm -f "$STATE/backup/moved-slurm-conf"
     fi
 fi
 if [[ -f "$STATE/backup/created-etc-slurm" ]]; then
