@@ -46,10 +46,7 @@ def make_raw(
     """
     rng = np.random.default_rng(seed)
     genes = (
-        [f"GENE{i:04d}" for i in range(n_background)]
-        + SIGNATURE_GENES
-        + TARGET_GENES
-        + MITO_GENES
+        [f"GENE{i:04d}" for i in range(n_background)] + SIGNATURE_GENES + TARGET_GENES + MITO_GENES
     )
     n_genes = len(genes)
     # Baseline rates spread over three orders of magnitude, so expression bins differ.

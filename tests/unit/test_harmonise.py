@@ -49,7 +49,7 @@ def test_read_label_map_with_catch_all(tmp_path):
 def test_read_label_map_rejects_cell_type_outside_vocabulary(tmp_path):
     path = tmp_path / "labels.tsv"
     path.write_text("label\tcell_type\nT cells CD8+\tCD8_T\nCAFs\tFibroblast\n")
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="is not in the vocabulary") as error:
         read_label_map(path)
     message = str(error.value)
     assert "row 2 (label 'CAFs')" in message
@@ -60,7 +60,9 @@ def test_read_label_map_rejects_cell_type_outside_vocabulary(tmp_path):
 def test_read_label_map_rejects_conflicting_rows(tmp_path):
     path = tmp_path / "labels.tsv"
     path.write_text("label\tcell_type\nMyeloid\tmyeloid\nMyeloid\tother\n")
-    with pytest.raises(ValueError, match="label 'Myeloid' is mapped twice, to 'myeloid' and 'other'"):
+    with pytest.raises(
+        ValueError, match="label 'Myeloid' is mapped twice, to 'myeloid' and 'other'"
+    ):
         read_label_map(path)
 
 
@@ -139,7 +141,8 @@ def test_harmonise_builds_the_contract(raw_adata, label_map):
     assert "n_counts_author" in obs.columns
     assert "sample_id" in obs.columns
     # Matrix, layer and uns.
-    assert sp.issparse(result.X) and result.X.format == "csr"
+    assert sp.issparse(result.X)
+    assert result.X.format == "csr"
     assert result.X.dtype == np.float32
     np.testing.assert_array_equal(result.layers["counts"].toarray(), raw_adata.X.toarray())
     assert result.uns["cd8exo"]["dataset"] == "synthetic"
@@ -169,7 +172,7 @@ def test_harmonise_unrecognised_malignant_values(raw_adata, label_map):
 
 
 def test_harmonise_lists_every_unmapped_label(raw_adata):
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="not in the label map") as error:
         _harmonise(raw_adata, {"T cells CD8+": "CD8_T"})
     message = str(error.value)
     assert "2 cell label(s) are not in the label map" in message
@@ -185,7 +188,7 @@ def test_harmonise_catch_all(raw_adata):
 
 
 def test_harmonise_missing_column_lists_available(raw_adata, label_map):
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="is not a column") as error:
         _harmonise(raw_adata, label_map, patient_column="patient")
     message = str(error.value)
     assert "patient_column 'patient' is not a column of the cell metadata" in message
@@ -195,10 +198,15 @@ def test_harmonise_missing_column_lists_available(raw_adata, label_map):
 def test_harmonise_counts_declared_on_non_integer_data(raw_adata, label_map):
     raw = raw_adata.copy()
     raw.X = sp.csr_matrix(_log1p_cp10k(raw.X.toarray().astype(np.float64)))
-    with pytest.raises(ValueError, match=r"value_scale is declared 'counts' but \d+ values are not integers"):
+    with pytest.raises(
+        ValueError, match=r"value_scale is declared 'counts' but \d+ values are not integers"
+    ):
         _harmonise(raw, label_map, value_scale="counts")
     # Declared as what they are, or detected, they are accepted.
-    assert _harmonise(raw, label_map, value_scale="log1p_norm").uns["cd8exo"]["value_scale"] == "log1p_norm"
+    assert (
+        _harmonise(raw, label_map, value_scale="log1p_norm").uns["cd8exo"]["value_scale"]
+        == "log1p_norm"
+    )
     result = _harmonise(raw, label_map)
     assert result.uns["cd8exo"]["value_scale"] == "log1p_norm"
     assert "counts" not in result.layers
@@ -226,9 +234,7 @@ def _with_duplicates(values: np.ndarray) -> ad.AnnData:
 
 
 def test_duplicated_symbols_are_summed_for_counts(caplog):
-    counts = np.array(
-        [[1, 2, 3, 4, 5], [0, 1, 0, 1, 0], [2, 0, 2, 7, 1]], dtype=np.float32
-    )
+    counts = np.array([[1, 2, 3, 4, 5], [0, 1, 0, 1, 0], [2, 0, 2, 7, 1]], dtype=np.float32)
     with caplog.at_level(logging.WARNING, logger="cd8exo.harmonise"):
         result = harmonise(
             _with_duplicates(counts),
@@ -238,9 +244,7 @@ def test_duplicated_symbols_are_summed_for_counts(caplog):
             label_map={"*": "CD8_T"},
         )
     assert result.var_names.tolist() == ["GENE1", "DUP", "GENE2", "MT-CO1"]
-    np.testing.assert_array_equal(
-        result.X.toarray(), [[1, 6, 3, 5], [0, 2, 0, 0], [2, 7, 2, 1]]
-    )
+    np.testing.assert_array_equal(result.X.toarray(), [[1, 6, 3, 5], [0, 2, 0, 0], [2, 7, 2, 1]])
     np.testing.assert_array_equal(result.layers["counts"].toarray(), result.X.toarray())
     assert "1 gene symbols occur more than once" in caplog.text
     assert "counts summed): DUP" in caplog.text

@@ -23,10 +23,7 @@ WU2021 = Path("/work/shared/reference/data/wu2021_CID4465")
 def test_read_gmt_skips_comments_blank_lines_and_empty_fields(tmp_path):
     gmt = tmp_path / "sets.gmt"
     gmt.write_text(
-        "# a comment\n"
-        "SET_A\tsome description\tCD8A\tGZMB\tPRF1\t\n"
-        "\n"
-        "SET_B\t\tIFNG\tIFNG\tTBX21\n"
+        "# a comment\nSET_A\tsome description\tCD8A\tGZMB\tPRF1\t\n\nSET_B\t\tIFNG\tIFNG\tTBX21\n"
     )
     assert io.read_gmt(gmt) == {"SET_A": ["CD8A", "GZMB", "PRF1"], "SET_B": ["IFNG", "TBX21"]}
 
@@ -34,7 +31,9 @@ def test_read_gmt_skips_comments_blank_lines_and_empty_fields(tmp_path):
 def test_read_gmt_duplicate_name_names_file_and_lines(tmp_path):
     gmt = tmp_path / "dup.gmt"
     gmt.write_text("SET_A\td\tCD8A\n# x\nSET_A\td\tGZMB\n")
-    with pytest.raises(ValueError, match=r"dup\.gmt, line 3: gene set 'SET_A' is defined twice \(first on line 1\)"):
+    with pytest.raises(
+        ValueError, match=r"dup\.gmt, line 3: gene set 'SET_A' is defined twice \(first on line 1\)"
+    ):
         io.read_gmt(gmt)
 
 
@@ -64,7 +63,10 @@ def test_read_targets_keeps_columns_and_strips(tmp_path):
 def test_read_targets_without_gene_column_lists_columns(tmp_path):
     path = tmp_path / "targets.tsv"
     path.write_text("symbol\tcompartment\nPLP2\ttumour\n")
-    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['gene'\]; its columns are \['symbol', 'compartment'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"lacks the column\(s\) \['gene'\]; its columns are \['symbol', 'compartment'\]",
+    ):
         io.read_targets(path)
 
 
@@ -91,7 +93,7 @@ def _write_10x(
     opener = gzip.open if gz else open
     with opener(folder / f"matrix.mtx{suffix}", "wb") as handle:
         scipy.io.mmwrite(handle, sp.coo_matrix(genes_by_cells))
-    n_genes, n_cells = genes_by_cells.shape
+    n_genes = genes_by_cells.shape[0]
     if features is None:
         features = [[f"ENSG{i:03d}", f"G{i}", "Gene Expression"] for i in range(n_genes)]
     name = "features.tsv" if features and len(features[0]) >= 2 else "genes.tsv"
@@ -145,9 +147,16 @@ def test_read_10x_single_column_genes_and_cell_table_in_order(tmp_path, small_ma
 
 def test_read_10x_features_count_mismatch_says_which_files_and_counts(tmp_path, small_matrix):
     folder = tmp_path / "tenx"
-    _write_10x(folder, small_matrix, features=[["ID1", "A"], ["ID2", "B"], ["ID3", "C"]],
-               barcodes=["a", "b", "c"])
-    with pytest.raises(ValueError, match=r"features\.tsv\.gz lists 3 genes but .*matrix\.mtx\.gz has 4 rows \(genes\) and 3 columns"):
+    _write_10x(
+        folder,
+        small_matrix,
+        features=[["ID1", "A"], ["ID2", "B"], ["ID3", "C"]],
+        barcodes=["a", "b", "c"],
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"features\.tsv\.gz lists 3 genes but .*matrix\.mtx\.gz has 4 rows \(genes\) and 3 columns",
+    ):
         io.read_dataset(path=folder, data_format="10x_mtx")
 
 
@@ -162,7 +171,9 @@ def test_read_10x_features_with_header_line_gets_a_hint(tmp_path, small_matrix):
 def test_read_10x_barcodes_count_mismatch(tmp_path, small_matrix):
     folder = tmp_path / "tenx"
     _write_10x(folder, small_matrix, barcodes=["a", "b"])
-    with pytest.raises(ValueError, match=r"barcodes\.tsv\.gz lists 2 barcodes but .* has 3 columns \(cells\)"):
+    with pytest.raises(
+        ValueError, match=r"barcodes\.tsv\.gz lists 2 barcodes but .* has 3 columns \(cells\)"
+    ):
         io.read_dataset(path=folder, data_format="10x_mtx")
 
 
@@ -171,7 +182,9 @@ def test_read_10x_cell_table_row_count_mismatch_without_barcodes(tmp_path, small
     _write_10x(folder, small_matrix)
     table = tmp_path / "obs.tsv"
     table.write_text("cell\tpatient\nc1\tp1\nc2\tp1\n")
-    with pytest.raises(ValueError, match=r"has 2 rows but .* has 3 columns \(cells\); without barcodes\.tsv"):
+    with pytest.raises(
+        ValueError, match=r"has 2 rows but .* has 3 columns \(cells\); without barcodes\.tsv"
+    ):
         io.read_dataset(path=folder, data_format="10x_mtx", cell_table=table)
 
 
@@ -186,7 +199,10 @@ def test_read_10x_missing_matrix_lists_folder(tmp_path):
     folder = tmp_path / "tenx"
     folder.mkdir()
     (folder / "genes.tsv").write_text("A\n")
-    with pytest.raises(ValueError, match=r"has no count matrix: expected one of \['matrix\.mtx', 'matrix\.mtx\.gz'\]; the folder holds \['genes\.tsv'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"has no count matrix: expected one of \['matrix\.mtx', 'matrix\.mtx\.gz'\]; the folder holds \['genes\.tsv'\]",
+    ):
         io.read_dataset(path=folder, data_format="10x_mtx")
 
 
@@ -195,7 +211,9 @@ def test_read_10x_cells_missing_from_cell_table(tmp_path, small_matrix):
     _write_10x(folder, small_matrix, barcodes=["a", "b", "c"])
     table = tmp_path / "cells.tsv"
     table.write_text("barcode\tpatient\na\tp1\nb\tp1\n")
-    with pytest.raises(ValueError, match=r"1 of 3 cells of .* are missing from the cell table .* \(e\.g\. c\)"):
+    with pytest.raises(
+        ValueError, match=r"1 of 3 cells of .* are missing from the cell table .* \(e\.g\. c\)"
+    ):
         io.read_dataset(path=folder, data_format="10x_mtx", cell_table=table)
 
 
@@ -229,9 +247,7 @@ def test_read_h5ad_with_cell_table_overrides_columns(tmp_path):
     adata.write_h5ad(path)
     table = tmp_path / "cells.tsv"
     table.write_text("id\tlabel\tpatient\nc3\tT\t07\nc1\tB\t01\nc2\tM\t01\n")
-    result = io.read_dataset(
-        path=path, data_format="h5ad", cell_table=table, cell_id_column="id"
-    )
+    result = io.read_dataset(path=path, data_format="h5ad", cell_table=table, cell_id_column="id")
     assert result.obs["label"].tolist() == ["B", "M", "T"]
     assert result.obs["patient"].astype(str).tolist() == ["01", "01", "07"]
     assert sp.issparse(result.X)
@@ -271,7 +287,8 @@ def test_failed_write_leaves_existing_file_untouched(tmp_path):
 
     class Boom:
         def to_csv(self, *args, **kwargs):
-            raise RuntimeError("disk full")
+            msg = "disk full"
+            raise RuntimeError(msg)
 
         index = pd.RangeIndex(1)
         suffix = ".tsv"

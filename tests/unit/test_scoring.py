@@ -44,9 +44,7 @@ def _scanpy_score(adata: ad.AnnData, genes: list[str], **kwargs) -> np.ndarray:
 # Coverage
 # --------------------------------------------------------------------------- #
 def test_signature_coverage_by_name():
-    coverage = signature_coverage(
-        ["A", "B", "C"], {"s1": ["A", "X", "C", "A"], "s2": ["Y", "Z"]}
-    )
+    coverage = signature_coverage(["A", "B", "C"], {"s1": ["A", "X", "C", "A"], "s2": ["Y", "Z"]})
     assert coverage.to_dict("records") == [
         {
             "signature": "s1",
@@ -117,9 +115,7 @@ def test_equals_scanpy_when_controls_are_whole_bins(normalised, signatures):
 
 def test_equals_numpy_formula_with_our_controls(normalised, signatures):
     scores = score_signatures(normalised, signatures, rng=3)
-    controls = control_genes(
-        normalised.var_names, gene_means(normalised.X), signatures, rng=3
-    )
+    controls = control_genes(normalised.var_names, gene_means(normalised.X), signatures, rng=3)
     x = pd.DataFrame(
         normalised.X.toarray().astype(np.float64),
         index=normalised.obs_names,
@@ -197,9 +193,7 @@ def test_seed_reproduces_exactly_and_seeds_differ(normalised, signatures, raw_fa
 
 def test_controls_do_not_depend_on_other_signatures(normalised, signatures):
     means = gene_means(normalised.X)
-    alone = control_genes(
-        normalised.var_names, means, {"planted": signatures["planted"]}, rng=9
-    )
+    alone = control_genes(normalised.var_names, means, {"planted": signatures["planted"]}, rng=9)
     together = control_genes(normalised.var_names, means, signatures, rng=9)
     assert together["planted"] == alone["planted"]
 
@@ -217,14 +211,19 @@ def test_output_is_cells_by_signatures(normalised, signatures):
 # --------------------------------------------------------------------------- #
 def test_signature_without_genes_is_named(normalised, signatures):
     bad = dict(signatures, mouse_only=["Cd8a", "Gzmb"], empty_too=["NOPE"])
-    with pytest.raises(ValueError, match=r"Signature\(s\) \['mouse_only', 'empty_too'\] have no genes in the data"):
+    with pytest.raises(
+        ValueError, match=r"Signature\(s\) \['mouse_only', 'empty_too'\] have no genes in the data"
+    ):
         score_signatures(normalised, bad, rng=0)
 
 
 def test_missing_genes_are_logged_by_name(normalised, signatures, caplog):
     with caplog.at_level(logging.WARNING, logger="cd8exo.scoring"):
         score_signatures(normalised, signatures, rng=0)
-    assert "Signature 'partly_missing': 1 of 3 genes not in the data and ignored: NOT_A_GENE" in caplog.text
+    assert (
+        "Signature 'partly_missing': 1 of 3 genes not in the data and ignored: NOT_A_GENE"
+        in caplog.text
+    )
 
 
 def test_too_many_bins_for_the_genes():

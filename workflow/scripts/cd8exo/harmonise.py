@@ -317,8 +317,10 @@ def harmonise(
     others = others.drop(columns=[c for c in others.columns if c in contract.columns])
     new_obs = pd.concat([contract, others], axis=1)
 
-    x_csr = sp.csr_matrix(x, dtype=np.float32) if sp.issparse(x) else sp.csr_matrix(
-        np.asarray(x, dtype=np.float32)
+    x_csr = (
+        sp.csr_matrix(x, dtype=np.float32)
+        if sp.issparse(x)
+        else sp.csr_matrix(np.asarray(x, dtype=np.float32))
     )
     x_csr, var = _unique_symbols(x_csr, adata.var, scale=scale, dataset=dataset)
 
@@ -514,7 +516,7 @@ def log_normalise(adata: ad.AnnData, *, target_sum: float = 1e4) -> ad.AnnData:
         return result
     new_info = dict(result.uns["cd8exo"])
     if info["value_scale"] == "counts":
-        counts = result.layers["counts"] if "counts" in result.layers else result.X
+        counts = result.layers.get("counts", result.X)
         counts = sp.csr_matrix(counts, dtype=np.float64)
         totals = np.asarray(counts.sum(axis=1)).ravel()
         n_empty = int((totals == 0).sum())

@@ -243,9 +243,7 @@ def read_dataset(
         adata = _read_h5ad_input(path)
         if cell_table is not None:
             table = _read_cell_table(cell_table, cell_id_column=cell_id_column)
-            adata.obs = _join_cell_table(
-                adata.obs, table, source=f"{path}", table_path=cell_table
-            )
+            adata.obs = _join_cell_table(adata.obs, table, source=f"{path}", table_path=cell_table)
         return adata
     if data_format == "10x_mtx":
         return _read_10x_mtx(path, cell_table=cell_table, cell_id_column=cell_id_column)
@@ -417,7 +415,9 @@ def _join_cell_table(
 def _check_unique_ids(ids: pd.Index, *, source: str) -> None:
     if not ids.is_unique:
         duplicated = ids[ids.duplicated()].unique()[:5].tolist()
-        msg = f"Cell ids in {source} are not unique (e.g. {duplicated}); each cell needs its own id."
+        msg = (
+            f"Cell ids in {source} are not unique (e.g. {duplicated}); each cell needs its own id."
+        )
         raise ValueError(msg)
 
 

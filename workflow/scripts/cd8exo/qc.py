@@ -20,7 +20,9 @@ MITO_PREFIX = "MT-"
 
 def mito_genes(var_names: pd.Index) -> np.ndarray:
     """Boolean mask of mitochondrial genes (symbols starting with ``MT-``, any case)."""
-    return pd.Index(var_names).astype(str).str.upper().str.startswith(MITO_PREFIX).to_numpy()
+    return np.asarray(
+        pd.Index(var_names).astype(str).str.upper().str.startswith(MITO_PREFIX), dtype=bool
+    )
 
 
 def qc_metrics(adata: ad.AnnData) -> pd.DataFrame:
@@ -45,9 +47,7 @@ def qc_metrics(adata: ad.AnnData) -> pd.DataFrame:
     mito = mito_genes(adata.var_names)
     if mito.any():
         mito_total = np.asarray(values[:, mito].sum(axis=1, dtype=np.float64)).ravel()
-        fraction = np.divide(
-            mito_total, total, out=np.full_like(total, np.nan), where=total > 0
-        )
+        fraction = np.divide(mito_total, total, out=np.full_like(total, np.nan), where=total > 0)
     else:
         fraction = np.full(adata.n_obs, np.nan)
     return pd.DataFrame(
@@ -103,11 +103,7 @@ def filter_cells(
             "n_after": keep.astype(int),
         }
     )
-    table = (
-        flags.groupby(["patient", "cell_type"], observed=True, sort=True)
-        .sum()
-        .reset_index()
-    )
+    table = flags.groupby(["patient", "cell_type"], observed=True, sort=True).sum().reset_index()
     table["patient"] = table["patient"].astype(str)
     table["cell_type"] = table["cell_type"].astype(str)
     logger.info(
