@@ -204,10 +204,62 @@ HOUSEKEEPING_GENES: dict[str, float] = {
 # Effector / exhaustion genes whose expression is restricted to cytotoxic lymphocytes;
 # other signature genes are modelled as broadly expressed.
 _CYTOTOXIC_LYMPHOCYTE_GENES: frozenset[str] = frozenset(
-    "GZMA GZMB GZMH GZMK GZMM PRF1 GNLY NKG7 KLRD1 KLRB1 KLRK1 KLRG1 CTSW FGFBP2 CX3CR1 S1PR5 "
-    "SPON2 FCRL6 ADGRG1 TBX21 HOPX LAIR2 SAMD3 MATK BIN2 MYO1F MYO1G TTC38 TTC16 C12orf75 PATL2 "
-    "CD300A ASCL2 EOMES IFNG FASLG CD8A CD8B HAVCR2 CTLA4 PDCD1 TIGIT LAG3 TOX CXCL13 ENTPD1 LAYN "
-    "CD244 TNFRSF9 CCL5 CCL4 CCL3 XCL1 XCL2".split()
+    [
+        "GZMA",
+        "GZMB",
+        "GZMH",
+        "GZMK",
+        "GZMM",
+        "PRF1",
+        "GNLY",
+        "NKG7",
+        "KLRD1",
+        "KLRB1",
+        "KLRK1",
+        "KLRG1",
+        "CTSW",
+        "FGFBP2",
+        "CX3CR1",
+        "S1PR5",
+        "SPON2",
+        "FCRL6",
+        "ADGRG1",
+        "TBX21",
+        "HOPX",
+        "LAIR2",
+        "SAMD3",
+        "MATK",
+        "BIN2",
+        "MYO1F",
+        "MYO1G",
+        "TTC38",
+        "TTC16",
+        "C12orf75",
+        "PATL2",
+        "CD300A",
+        "ASCL2",
+        "EOMES",
+        "IFNG",
+        "FASLG",
+        "CD8A",
+        "CD8B",
+        "HAVCR2",
+        "CTLA4",
+        "PDCD1",
+        "TIGIT",
+        "LAG3",
+        "TOX",
+        "CXCL13",
+        "ENTPD1",
+        "LAYN",
+        "CD244",
+        "TNFRSF9",
+        "CCL5",
+        "CCL4",
+        "CCL3",
+        "XCL1",
+        "XCL2",
+    ]
 )
 # Expression of tumour-side target genes (UMIs per 10,000) in malignant and myeloid cells.
 _TARGET_LEVELS: dict[str, dict[str, float]] = {
@@ -217,6 +269,9 @@ _TARGET_LEVELS: dict[str, dict[str, float]] = {
     "STAT1": {"malignant": 8.0},
     "CD274": {"malignant": 1.0, "myeloid": 3.0},
 }
+
+# Patients other than the planted low-CD8 ones get at least this many CD8+ T cells.
+_MIN_CD8 = 12
 
 # Per-cell-type library-size multiplier (lymphocytes are small, tumour and stromal cells large).
 _DEPTH_FACTOR: dict[str, float] = {
@@ -295,7 +350,7 @@ def simulate_cohort(
     patient (Dirichlet around ~12% CD8+ T and ~40% malignant cells); gene abundances are
     log-normal, with cell-type markers (:data:`MARKER_GENES`), housekeeping and ribosomal
     genes (:data:`HOUSEKEEPING_GENES`) and ~3.5% mitochondrial reads. A share of cells are
-    low quality (few UMIs, 25-60% mitochondrial) for the QC step to remove. Every
+    low quality (few UMIs, 30-70% mitochondrial) for the QC step to remove. Every
     (patient, gene) carries log-normal noise (``patient_noise_sd``), malignant cells an extra
     patient-specific term (``tumour_heterogeneity_sd``, inter-tumour heterogeneity).
 
@@ -304,7 +359,7 @@ def simulate_cohort(
     n_patients
         Number of patients (one tumour sample each), at least 4.
     n_cells
-        Total number of cells, before nothing is removed (low-quality cells included).
+        Total number of cells (low-quality cells included).
     n_background_genes
         Number of genes drawn from ``background_pool`` in addition to the requested ones.
     signatures
@@ -459,7 +514,7 @@ def simulate_cohort(
         low_quality = gen.random(n_p) < low_quality_fraction
         n_low = int(low_quality.sum())
         library[low_quality] = gen.uniform(250.0, 700.0, size=n_low)
-        mt_fraction[low_quality] = gen.uniform(0.25, 0.6, size=n_low)
+        mt_fraction[low_quality] = gen.uniform(0.3, 0.7, size=n_low)
         mu = fractions[type_idx] * (library * (1.0 - mt_fraction))[:, None]
         mu[:, mt_idx] = (library * mt_fraction)[:, None] * mt_profile[None, :]
         # negative binomial as a gamma-Poisson mixture, gene-wise dispersion
@@ -487,7 +542,9 @@ def simulate_cohort(
     low_quality_cells = obs.index[obs.pop("_low_quality").to_numpy()].to_numpy(dtype=str)
     obs["donor_id"] = pd.Categorical(obs["donor_id"], categories=patient_ids)
     obs["sample_id"] = pd.Categorical(obs["sample_id"], categories=sample_ids)
-    obs["author_cell_type"] = pd.Categorical(obs["author_cell_type"], categories=list(AUTHOR_LABELS))
+    obs["author_cell_type"] = pd.Categorical(
+        obs["author_cell_type"], categories=list(AUTHOR_LABELS)
+    )
     X = sparse.vstack(blocks, format="csr")
     X.sort_indices()
     adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(genes, name=None)))
@@ -695,10 +752,17 @@ def _composition(
     base = np.array([_BASE_PROPORTIONS[t] for t in _TYPES])
     counts = np.vstack([rng.multinomial(n, rng.dirichlet(base * 80.0)) for n in per_patient])
     cd8, malignant = _TYPES.index("CD8_T"), _TYPES.index("malignant")
-    for p in np.sort(rng.choice(n_patients, size=low_cd8_patients, replace=False)):
-        kept = int(rng.integers(2, 8))
-        counts[p, malignant] += max(counts[p, cd8] - kept, 0)
-        counts[p, cd8] = min(kept, counts[p, cd8])
+    low = np.sort(rng.choice(n_patients, size=low_cd8_patients, replace=False))
+    for p in range(n_patients):
+        if p in low:
+            kept = int(rng.integers(2, 8))
+            counts[p, malignant] += max(counts[p, cd8] - kept, 0)
+            counts[p, cd8] = min(kept, counts[p, cd8])
+        elif counts[p, cd8] < _MIN_CD8:
+            # only the planted low-CD8 patients may fall below the workflow's threshold
+            moved = min(_MIN_CD8 - counts[p, cd8], counts[p, malignant] - 1)
+            counts[p, cd8] += moved
+            counts[p, malignant] -= moved
     return counts
 
 
@@ -815,23 +879,13 @@ def _atomic_write(path: Path, write) -> None:
 # ---- the bundled demo ---------------------------------------------------------------------
 
 
-def _read_gmt(path: Path) -> dict[str, list[str]]:
-    sets: dict[str, list[str]] = {}
-    with open(path) as fh:
-        for line_no, line in enumerate(fh, start=1):
-            fields = line.rstrip("\n\r").split("\t")
-            if len(fields) < 3:
-                msg = f"{path}:{line_no}: a GMT line needs name, description and genes."
-                raise ValueError(msg)
-            sets[fields[0]] = [g for g in fields[2:] if g]
-    return sets
-
-
 def _protein_coding_symbols(path: Path) -> list[str]:
     table = pd.read_csv(
         path, header=None, names=["gene_id", "gene_name", "version", "length", "gene_type"]
     )
-    coding = table[(table["gene_type"] == "protein_coding") & (table["gene_name"] != table["gene_id"])]
+    coding = table[
+        (table["gene_type"] == "protein_coding") & (table["gene_name"] != table["gene_id"])
+    ]
     return coding["gene_name"].drop_duplicates().tolist()
 
 
@@ -854,9 +908,11 @@ def build_demo(
     seed, seed_b
         Seeds of the two cohorts.
     """
+    from cd8exo.io import read_gmt, read_targets
+
     resources = Path(resources)
-    signatures = _read_gmt(resources / "gene_sets" / "senders.gmt")
-    targets = pd.read_csv(resources / "targets" / "targets.tsv", sep="\t")
+    signatures = read_gmt(resources / "gene_sets" / "senders.gmt")
+    targets = read_targets(resources / "targets" / "targets.tsv")
     direction = targets.set_index("gene")["expected_direction"]
     pool = _protein_coding_symbols(resources / "genome" / "gencode_v48_genes_homo_sapiens.csv.gz")
     common = {
