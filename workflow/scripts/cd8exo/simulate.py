@@ -298,7 +298,8 @@ class SimulatedCohort:
     adata
         Cells x genes; ``X`` raw UMI counts (CSR, float32); ``obs`` columns ``donor_id``,
         ``sample_id``, ``author_cell_type`` (author-like, see :data:`AUTHOR_LABELS`);
-        ``uns["simulation"]`` the parameters and the names of the low-quality cells.
+        ``uns["simulation"]`` the parameters (``seed`` is -1 when a Generator was passed) and
+        ``low_quality_cells``, the names of the cells simulated as low quality.
     truth
         One row per (signature, target): ``dataset``, ``signature``, ``target``,
         ``expected_sign`` (-1, 0 or 1).
