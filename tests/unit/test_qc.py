@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -111,3 +112,26 @@ def test_filter_cells_on_synthetic_data(contract_adata):
 def test_filter_cells_rejects_bad_fraction(contract_adata):
     with pytest.raises(ValueError, match="max_mito_fraction must be between 0 and 1, got 20"):
         filter_cells(contract_adata, min_genes=200, max_mito_fraction=20)
+
+
+WU2021 = Path("/work/shared/reference/data/wu2021_CID4465")
+
+
+@pytest.mark.skipif(not WU2021.exists(), reason="reference fixture not available")
+def test_qc_metrics_match_the_authors_on_real_data():
+    from cd8exo.harmonise import harmonise
+    from cd8exo.io import read_dataset
+
+    raw = read_dataset(path=WU2021, data_format="10x_mtx", cell_table=WU2021 / "obs.tsv")
+    adata = harmonise(
+        raw,
+        dataset="wu2021_CID4465",
+        patient_column="patient",
+        cell_type_column="celltype_minor",
+        label_map={"T cells CD8+": "CD8_T", "*": "other"},
+    )
+    metrics = qc_metrics(log_normalise(adata))
+    # Seurat's nFeature_RNA / nCount_RNA / percent_mito (PercentageFeatureSet "^MT-").
+    np.testing.assert_array_equal(metrics["n_genes"], raw.obs["nFeature_RNA"])
+    np.testing.assert_array_equal(metrics["total"], raw.obs["nCount_RNA"])
+    np.testing.assert_allclose(metrics["mito_fraction"] * 100, raw.obs["percent_mito"], atol=1e-4)

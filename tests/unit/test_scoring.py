@@ -229,3 +229,12 @@ def test_missing_genes_are_logged_by_name(normalised, signatures, caplog):
 def test_too_many_bins_for_the_genes():
     with pytest.raises(ValueError, match=r"Too few genes \(3\) for n_bins=25"):
         expression_bins(np.array([1.0, 2.0, 3.0]), n_bins=25)
+
+
+def test_gene_means_in_chunks(normalised, monkeypatch):
+    import cd8exo.scoring as scoring_module
+
+    expected = normalised.X.toarray().astype(np.float64).mean(axis=0)
+    monkeypatch.setattr(scoring_module, "_CHUNK_VALUES", 11)
+    np.testing.assert_allclose(gene_means(normalised.X), expected, rtol=1e-12)
+    np.testing.assert_allclose(gene_means(normalised.X.tocsc()), expected, rtol=1e-12)

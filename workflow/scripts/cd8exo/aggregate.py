@@ -126,7 +126,7 @@ def receiver_expression(adata: ad.AnnData, *, genes: Sequence[str]) -> pd.DataFr
     malignant = adata.obs["malignant"].to_numpy(dtype=bool)
     patients = adata.obs["patient"].astype(str).to_numpy()[malignant]
     uniques, codes = np.unique(patients, return_inverse=True)
-    values = linear_values(adata)[malignant]
+    values = linear_values(adata[malignant])
     indicator = sp.csr_matrix(
         (np.ones(len(codes)), (codes, np.arange(len(codes)))),
         shape=(len(uniques), len(codes)),

@@ -10,7 +10,7 @@ kept in ``layers["counts"]`` and are the only values ever log-transformed.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import anndata as ad
 import numpy as np
@@ -47,6 +47,9 @@ _MAX_LOG_VALUE = 20.0
 _CONSTANT_LIBRARY_CV = 0.05
 #: Cells inspected by :func:`detect_value_scale` (evenly spaced, deterministic).
 _N_CELLS_INSPECTED = 2000
+#: Stored values / cells processed at a time: bounds the float64 temporaries.
+_CHUNK_VALUES = 10_000_000
+_CHUNK_ROWS = 10_000
 
 _TRUE = {"true", "t", "yes", "y", "1", "malignant", "tumor", "tumour", "cancer"}
 _FALSE = {"false", "f", "no", "n", "0", "non-malignant", "nonmalignant", "normal"}
@@ -132,14 +135,14 @@ def detect_value_scale(x: np.ndarray | sp.spmatrix | sp.sparray) -> str:
     -------
     One of :data:`~cd8exo.vocabulary.VALUE_SCALES`.
     """
-    values = x.data if sp.issparse(x) else np.asarray(x).ravel()
-    if values.size == 0:
+    summary = _value_summary(x)
+    if summary.size == 0:
         msg = "The expression matrix is empty; its value scale cannot be determined."
         raise ValueError(msg)
-    if not np.all(np.isfinite(values)):
+    if not summary.finite:
         msg = "The expression matrix has NaN or infinite values; fix them in the input data."
         raise ValueError(msg)
-    minimum = float(values.min())
+    minimum = summary.minimum
     if minimum < 0:
         msg = (
             f"The expression matrix has negative values (min {minimum:.3g}): it looks scaled "
@@ -147,9 +150,9 @@ def detect_value_scale(x: np.ndarray | sp.spmatrix | sp.sparray) -> str:
             "log2(TPM/10+1)) instead."
         )
         raise ValueError(msg)
-    if _is_integer_valued(values):
+    if summary.integer:
         return "counts"
-    maximum = float(values.max())
+    maximum = summary.maximum
     if maximum > _MAX_LOG_VALUE:
         msg = (
             f"The expression values are non-integer with maximum {maximum:.4g}: they look like "
@@ -188,10 +191,43 @@ def detect_value_scale(x: np.ndarray | sp.spmatrix | sp.sparray) -> str:
     return scale
 
 
-def _is_integer_valued(values: np.ndarray) -> bool:
-    if np.issubdtype(values.dtype, np.integer) or values.dtype == bool:
-        return True
-    return bool(np.all(values == np.round(values)))
+class _ValueSummary(NamedTuple):
+    size: int
+    finite: bool
+    minimum: float
+    maximum: float
+    integer: bool
+    n_fractional: int
+    fractional_examples: list[float]
+
+
+def _value_summary(x) -> _ValueSummary:
+    """Finiteness, range and integrality of the stored values, in bounded memory."""
+    values = x.data if sp.issparse(x) else np.asarray(x).reshape(-1)
+    finite, integer = True, True
+    minimum, maximum = np.inf, -np.inf
+    n_fractional, examples = 0, []
+    for start in range(0, values.size, _CHUNK_VALUES):
+        chunk = values[start : start + _CHUNK_VALUES]
+        if np.issubdtype(chunk.dtype, np.integer) or chunk.dtype == bool:
+            chunk_finite, fractional = True, np.zeros(0)
+        else:
+            chunk_finite = bool(np.isfinite(chunk).all())
+            fractional = chunk[chunk != np.round(chunk)] if chunk_finite else np.zeros(0)
+        finite &= chunk_finite
+        if not chunk_finite:
+            integer = False
+            continue
+        minimum = min(minimum, float(chunk.min()))
+        maximum = max(maximum, float(chunk.max()))
+        if fractional.size:
+            integer = False
+            n_fractional += int(fractional.size)
+            examples += fractional[: 3 - len(examples)].tolist()
+    if sp.issparse(x) and values.size < x.shape[0] * x.shape[1]:
+        # Implicit zeros of a sparse matrix are values too.
+        minimum, maximum = min(minimum, 0.0), max(maximum, 0.0)
+    return _ValueSummary(values.size, finite, minimum, maximum, integer, n_fractional, examples)
 
 
 def _coefficient_of_variation(totals: np.ndarray) -> float:
@@ -359,26 +395,24 @@ def _resolve_value_scale(x, *, value_scale: str, dataset: str) -> str:
             f"{', '.join(VALUE_SCALES)} or 'auto'."
         )
         raise ValueError(msg)
-    values = x.data if sp.issparse(x) else np.asarray(x).ravel()
-    if values.size and not np.all(np.isfinite(values)):
+    summary = _value_summary(x)
+    if not summary.finite:
         msg = f"Dataset {dataset!r}: the expression matrix has NaN or infinite values."
         raise ValueError(msg)
-    integer = values.size == 0 or _is_integer_valued(values)
-    if value_scale == "counts" and not integer:
-        fractional = values[values != np.round(values)]
+    if value_scale == "counts" and not summary.integer:
         msg = (
-            f"Dataset {dataset!r}: value_scale is declared 'counts' but {fractional.size} "
-            f"values are not integers (e.g. {fractional[:3].tolist()}). Declare the scale "
+            f"Dataset {dataset!r}: value_scale is declared 'counts' but {summary.n_fractional} "
+            f"values are not integers (e.g. {summary.fractional_examples}). Declare the scale "
             "the values are on ('log1p_norm', 'log2_tpm10') or 'auto', or give raw counts."
         )
         raise ValueError(msg)
-    if value_scale != "counts" and integer and values.size and values.max() > 0:
+    if value_scale != "counts" and summary.integer and summary.size and summary.maximum > 0:
         msg = (
             f"Dataset {dataset!r}: value_scale is declared {value_scale!r} but every value is "
             "an integer, as raw counts are. Declare value_scale 'counts' (or 'auto')."
         )
         raise ValueError(msg)
-    if values.size and values.min() < 0:
+    if summary.size and summary.minimum < 0:
         msg = (
             f"Dataset {dataset!r}: the expression matrix has negative values (scaled data?); "
             "give counts or log-normalised values."
@@ -517,16 +551,7 @@ def log_normalise(adata: ad.AnnData, *, target_sum: float = 1e4) -> ad.AnnData:
     new_info = dict(result.uns["cd8exo"])
     if info["value_scale"] == "counts":
         counts = result.layers.get("counts", result.X)
-        counts = sp.csr_matrix(counts, dtype=np.float64)
-        totals = np.asarray(counts.sum(axis=1)).ravel()
-        n_empty = int((totals == 0).sum())
-        if n_empty:
-            logger.warning("%d cells have no counts; their values stay 0", n_empty)
-        factors = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-        scaled = sp.diags(factors) @ counts
-        scaled = sp.csr_matrix(scaled)
-        scaled.data = np.log1p(scaled.data)
-        result.X = sp.csr_matrix(scaled, dtype=np.float32)
+        result.X = _log1p_scaled(sp.csr_matrix(counts), target_sum=target_sum)
         new_info["target_sum"] = float(target_sum)
         logger.info(
             "Dataset %r: counts log-normalised to ln(CP%g+1)", info.get("dataset"), target_sum
@@ -568,13 +593,40 @@ def linear_values(adata: ad.AnnData) -> sp.csr_matrix:
             )
             raise ValueError(msg)
         return sp.csr_matrix(adata.X, dtype=np.float32)
-    x = sp.csr_matrix(adata.X, dtype=np.float64)
-    if scale == "log1p_norm":
-        x.data = np.expm1(x.data)
-    elif scale == "log2_tpm10":
-        # GEO Smart-seq2 tables are log2(TPM/10+1): undo it to TPM.
-        x.data = 10.0 * (np.exp2(x.data) - 1.0)
-    return sp.csr_matrix(x, dtype=np.float32)
+    x = sp.csr_matrix(adata.X, dtype=np.float32, copy=True)
+    for start in range(0, x.data.size, _CHUNK_VALUES):
+        chunk = x.data[start : start + _CHUNK_VALUES].astype(np.float64)
+        if scale == "log1p_norm":
+            x.data[start : start + _CHUNK_VALUES] = np.expm1(chunk)
+        else:
+            # GEO Smart-seq2 tables are log2(TPM/10+1): undo it to TPM.
+            x.data[start : start + _CHUNK_VALUES] = 10.0 * (np.exp2(chunk) - 1.0)
+    return x
+
+
+def _log1p_scaled(counts: sp.csr_matrix, *, target_sum: float) -> sp.csr_matrix:
+    """ln(counts / row total * target_sum + 1) as CSR float32, a block of rows at a time."""
+    out = sp.csr_matrix(counts, dtype=np.float32, copy=True)
+    n_cells = out.shape[0]
+    indptr = out.indptr
+    totals = np.zeros(n_cells)
+    for start in range(0, n_cells, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, n_cells)
+        lengths = np.diff(indptr[start : stop + 1])
+        rows = np.repeat(np.arange(stop - start), lengths)
+        values = out.data[indptr[start] : indptr[stop]].astype(np.float64)
+        totals[start:stop] = np.bincount(rows, weights=values, minlength=stop - start)
+    n_empty = int((totals == 0).sum())
+    if n_empty:
+        logger.warning("%d cells have no counts; their values stay 0", n_empty)
+    factors = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
+    for start in range(0, n_cells, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, n_cells)
+        lengths = np.diff(indptr[start : stop + 1])
+        block = slice(indptr[start], indptr[stop])
+        scale = np.repeat(factors[start:stop], lengths)
+        out.data[block] = np.log1p(out.data[block].astype(np.float64) * scale)
+    return out
 
 
 def _cd8exo_uns(adata: ad.AnnData) -> dict:

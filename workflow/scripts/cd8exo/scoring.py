@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Stored values summed at a time by :func:`gene_means`.
+_CHUNK_VALUES = 10_000_000
+
 __all__ = [
     "control_genes",
     "expression_bins",
@@ -84,8 +87,18 @@ def signature_coverage(
 def gene_means(x: np.ndarray | sp.spmatrix | sp.sparray) -> np.ndarray:
     """Mean of every gene (column) over all cells, in float64, without densifying."""
     if sp.issparse(x):
-        return np.asarray(x.sum(axis=0, dtype=np.float64)).ravel() / x.shape[0]
-    return np.asarray(x, dtype=np.float64).mean(axis=0)
+        x = sp.csr_matrix(x)
+        sums = np.zeros(x.shape[1])
+        # Chunks of stored values bound the float64 temporaries on large data.
+        for start in range(0, x.data.size, _CHUNK_VALUES):
+            stop = start + _CHUNK_VALUES
+            sums += np.bincount(
+                x.indices[start:stop],
+                weights=x.data[start:stop].astype(np.float64),
+                minlength=x.shape[1],
+            )
+        return sums / x.shape[0]
+    return np.mean(x, axis=0, dtype=np.float64)
 
 
 def expression_bins(means: np.ndarray, *, n_bins: int = 25) -> np.ndarray:
@@ -310,6 +323,8 @@ def score_signatures(
 
 
 def _chunked_product(x, weights: sp.csc_matrix, *, chunk_size: int) -> np.ndarray:
+    if sp.issparse(x) and x.format != "csr":
+        x = sp.csr_matrix(x)
     n_cells = x.shape[0]
     out = np.empty((n_cells, weights.shape[1]), dtype=np.float64)
     dense_weights = None
