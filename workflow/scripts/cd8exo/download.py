@@ -60,9 +60,10 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cd8exo import __version__
 
@@ -73,6 +74,8 @@ __all__ = [
     "NotDataError",
     "OfflineError",
     "fetch",
+    "fetch_census",
+    "fetch_dataset",
     "lookup_checksum",
     "read_lock",
     "record_checksum",
@@ -393,6 +396,7 @@ def fetch(
     dest: str | Path,
     *,
     sha256: str | None = None,
+    size: int | None = None,
     lock_file: str | Path | None = DEFAULT_LOCK_FILE,
     retries: int = 5,
     backoff: float = 2.0,
@@ -412,6 +416,8 @@ def fetch(
         Where the verified file ends up (its name is the lock-file key).
     sha256
         Expected hex sha256 (from the registry); ``None`` to use or fill the lock file.
+    size
+        Expected size in bytes (from the registry), checked like the checksum.
     lock_file
         The checksum lock file; ``None`` to neither read nor record checksums.
     retries
@@ -453,6 +459,12 @@ def fetch(
         expected = lookup_checksum(name, lock_file=lock_file)
         source = f"first download, recorded in {lock_file}"
 
+    def wrong_size(path: Path) -> str | None:
+        actual = path.stat().st_size
+        if size is None or actual == size:
+            return None
+        return f"{path.name} has {actual} bytes, the registry says {size}. "
+
     def accept_unverified(path: Path, digest: str, origin: str | None) -> None:
         if lock_file is not None:
             record_checksum(lock_file, filename=name, sha256=digest, size=path.stat().st_size, url=origin)
@@ -462,6 +474,15 @@ def fetch(
     # 1. already there
     if dest.exists():
         digest = sha256sum(dest)
+        size_problem = wrong_size(dest)
+        if size_problem and not dest.is_symlink():
+            aside = _aside_name(dest, digest)
+            os.replace(dest, aside)
+            msg = f"{size_problem}It was moved aside to {aside}; the next run downloads it again."
+            raise ChecksumError(msg)
+        if size_problem:
+            msg = f"{size_problem}{dest} links to {dest.resolve()}, which was left untouched."
+            raise ChecksumError(msg)
         if expected is None:
             accept_unverified(dest, digest, url)
             logger.info("%s: present, checksum recorded", dest)
@@ -488,6 +509,10 @@ def fetch(
         candidate = Path(local_dir) / name
         if candidate.is_file():
             digest = sha256sum(candidate)
+            size_problem = wrong_size(candidate)
+            if size_problem:
+                msg = f"{size_problem}Your file {candidate} was left untouched."
+                raise ChecksumError(msg)
             if expected is not None and digest != expected:
                 msg = _checksum_message(
                     candidate, actual=digest, expected=expected, source=source,
@@ -535,6 +560,12 @@ def fetch(
 
     # 4. verify, record, rename
     digest = sha256sum(part)
+    size_problem = wrong_size(part)
+    if size_problem:
+        aside = _aside_name(dest, digest)
+        os.replace(part, aside)
+        msg = f"{size_problem}The download was kept aside as {aside}; {dest} was not written."
+        raise ChecksumError(msg)
     if expected is not None and digest != expected:
         aside = _aside_name(dest, digest)
         os.replace(part, aside)
@@ -548,3 +579,103 @@ def fetch(
     os.replace(part, dest)
     logger.info("%s: downloaded and verified (sha256 %s)", dest, digest[:12])
     return dest
+
+
+def fetch_dataset(
+    entry: Mapping[str, Any],
+    folder: str | Path,
+    *,
+    lock_file: str | Path | None = DEFAULT_LOCK_FILE,
+    local_dir: str | Path | None = None,
+    **options: Any,
+) -> dict[str, Path]:
+    """Fetch every file of a registry entry into ``folder`` (see :func:`fetch`).
+
+    Parameters
+    ----------
+    entry
+        From :func:`cd8exo.readers.registry_entry`.
+    folder
+        Download folder of the dataset (e.g. ``resources/datasets/downloads/<id>``).
+    lock_file, local_dir
+        As in :func:`fetch`.
+    **options
+        Passed to :func:`fetch` (``retries``, ``backoff``, ``timeout``, ...).
+
+    Returns
+    -------
+    Role -> path of the verified file, ready for :func:`cd8exo.readers.read_public`.
+    """
+    folder = Path(folder)
+    paths: dict[str, Path] = {}
+    for role, spec in entry["files"].items():
+        dest = folder / spec["filename"]
+        census = entry.get("census")
+        local = None if local_dir is None else Path(local_dir) / spec["filename"]
+        if not spec.get("url") and census and not dest.exists() and not (local and local.is_file()):
+            paths[role] = fetch_census(census, dest, lock_file=lock_file)
+            continue
+        paths[role] = fetch(
+            spec.get("url"), dest, sha256=spec.get("sha256"), size=spec.get("size_bytes"),
+            lock_file=lock_file, local_dir=local_dir, **options,
+        )  # fmt: skip
+    return paths
+
+
+def fetch_census(
+    census: Mapping[str, Any], dest: str | Path, *, lock_file: str | Path | None = DEFAULT_LOCK_FILE
+) -> Path:
+    """Query CELLxGENE Census and write the cells as an h5ad at ``dest``.
+
+    Needs the ``cellxgene-census`` package, which the workflow's environment does not
+    include (install it, or download the dataset's h5ad from the CELLxGENE portal and use
+    the ``CELLXGENE_<version id>`` registry template instead).
+
+    Parameters
+    ----------
+    census
+        The registry's ``census`` block: ``census_version``, ``organism``,
+        ``obs_value_filter`` (e.g. ``"dataset_id == '...' and is_primary_data == True"``).
+    dest
+        Output h5ad, written to ``<dest>.part`` and renamed when whole; its checksum is
+        recorded in the lock file (a pinned census version returns the same cells).
+    lock_file
+        As in :func:`fetch`.
+
+    Returns
+    -------
+    ``dest``.
+    """
+    try:
+        import cellxgene_census  # type: ignore[import-not-found]
+    except ModuleNotFoundError as error:
+        msg = (
+            "CELLxGENE Census queries need the `cellxgene-census` package, which is not "
+            "installed in this environment. Install it, or download the dataset's h5ad from "
+            f"the CELLxGENE portal into the local_dir as '{Path(dest).name}'."
+        )
+        raise DownloadError(msg) from error
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    logger.info("querying CELLxGENE Census %s: %s", census.get("census_version"), census.get("obs_value_filter"))
+    with cellxgene_census.open_soma(census_version=census.get("census_version")) as handle:
+        adata = cellxgene_census.get_anndata(
+            handle,
+            organism=census.get("organism", "Homo sapiens"),
+            obs_value_filter=census["obs_value_filter"],
+        )
+    adata.write_h5ad(part)
+    digest = sha256sum(part)
+    expected = lookup_checksum(dest.name, lock_file=lock_file)
+    if expected is not None and expected != digest:
+        aside = _aside_name(dest, digest)
+        os.replace(part, aside)
+        msg = _checksum_message(dest, actual=digest, expected=expected, source=str(lock_file),
+                                extra=f"The query result was kept aside as {aside}. ")
+        raise ChecksumError(msg)
+    if expected is None and lock_file is not None:
+        record_checksum(lock_file, filename=dest.name, sha256=digest, size=part.stat().st_size, url=None)
+    os.replace(part, dest)
+    return dest
+

@@ -31,13 +31,14 @@ order, and records how in a ``status`` column:
     Not found anywhere (clone-based names such as ``RP11-34P13.7``, new genes): kept as
     they are; pass ``drop_unmapped=True`` to drop them.
 
-**Duplicated symbols** (the same symbol from two rows: a file listing a gene twice, an
-alias landing on a symbol also present, two Ensembl ids with one name) are resolved by
-keeping one row: the one whose name needed the least repair (approved or Ensembl, then
-Excel, then alias/ambiguous/unmapped), then the one with the largest total expression
-across cells, then the first. The dropped rows are logged by name. Rows are never summed:
-two rows that HGNC considers one gene are often different loci measured separately, and
-summing log-scale values would be wrong.
+**Duplicated symbols** (the same symbol on several rows) are resolved in two steps.
+First (:func:`best_rows`), a row whose name needed less repair beats rows renamed onto
+the same symbol: approved or Ensembl names, then Excel repairs, then aliases (an alias
+colliding with a symbol the authors also measured under its approved name is most likely
+another, older locus name). Rows tied at the same level (a file listing a symbol twice,
+two Ensembl ids with one name) are then merged by the workflow's one duplicate rule,
+:func:`cd8exo.harmonise.harmonise`'s: raw counts are summed, otherwise the row with the
+highest mean is kept. Every dropped or merged row is logged by name.
 """
 
 from __future__ import annotations
@@ -55,14 +56,17 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .harmonise import _unique_symbols
+
 __all__ = [
     "DEFAULT_ALIAS_TABLE",
     "DEFAULT_ENSEMBL_TABLE",
     "SymbolTables",
     "clean_var_names",
-    "keep_one_per_symbol",
+    "best_rows",
     "load_symbol_tables",
     "map_symbols",
+    "select_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -251,14 +255,8 @@ def map_symbols(names: Sequence[str], *, tables: SymbolTables) -> pd.DataFrame:
     return pd.DataFrame({"original": originals, "symbol": symbols, "status": statuses})
 
 
-def _column_totals(X: np.ndarray | sp.spmatrix) -> np.ndarray:
-    return np.asarray(X.sum(axis=0), dtype=np.float64).ravel()
-
-
-def keep_one_per_symbol(
-    symbols: Sequence[str], *, status: Sequence[str], totals: Sequence[float]
-) -> np.ndarray:
-    """Choose one row per symbol (the documented duplicate rule).
+def best_rows(symbols: Sequence[str], *, status: Sequence[str]) -> np.ndarray:
+    """Mark the rows that keep their symbol: the least repaired name(s) of each symbol.
 
     Parameters
     ----------
@@ -266,25 +264,60 @@ def keep_one_per_symbol(
         Symbol of each row (after :func:`map_symbols`).
     status
         Status of each row; a lower :data:`STATUS_PRIORITY` wins.
-    totals
-        Total expression of each row across cells; a larger total wins a tie.
 
     Returns
     -------
-    Boolean mask of the rows to keep (the first row wins a remaining tie).
+    Boolean mask: ``True`` for every row whose status priority is the best among the rows
+    of its symbol (ties are all kept, for the duplicate merge in ``harmonise``).
     """
     frame = pd.DataFrame(
-        {
-            "symbol": list(symbols),
-            "priority": [STATUS_PRIORITY.get(value, 3) for value in status],
-            "total": np.asarray(totals, dtype=np.float64),
-            "order": np.arange(len(symbols)),
-        }
+        {"symbol": list(symbols), "priority": [STATUS_PRIORITY.get(value, 3) for value in status]}
     )
-    ranked = frame.sort_values(["symbol", "priority", "total", "order"], ascending=[True, True, False, True])
-    winners = ranked.drop_duplicates("symbol", keep="first")["order"].to_numpy()
-    keep = np.zeros(len(frame), dtype=bool)
-    keep[winners] = True
+    best = frame.groupby("symbol", sort=False)["priority"].transform("min")
+    return (frame["priority"] == best).to_numpy()
+
+
+def select_rows(mapping: pd.DataFrame, *, drop_unmapped: bool = False) -> np.ndarray:
+    """Rows of a :func:`map_symbols` table to keep, logging those dropped by name.
+
+    Drops unresolvable Excel dates (and unmapped names when ``drop_unmapped``), then rows
+    beaten by a less repaired row of the same symbol (:func:`best_rows`).
+
+    Returns
+    -------
+    Boolean mask over the rows of ``mapping``.
+    """
+    drop = mapping["status"].eq("excel_unresolved").to_numpy()
+    if drop_unmapped:
+        drop |= mapping["status"].eq("unmapped").to_numpy()
+    if drop.any():
+        logger.warning(
+            "dropped %d gene rows whose names are not resolvable to one gene symbol: %s",
+            int(drop.sum()),
+            ", ".join(mapping.loc[drop, "original"].head(50)),
+        )
+    keep = ~drop
+    beaten = np.zeros(len(mapping), dtype=bool)
+    beaten[keep] = ~best_rows(
+        mapping.loc[keep, "symbol"].tolist(), status=mapping.loc[keep, "status"].tolist()
+    )
+    if beaten.any():
+        losers = mapping.loc[beaten]
+        logger.warning(
+            "dropped %d renamed gene rows whose new symbol is also measured under its own "
+            "name: %s",
+            len(losers),
+            ", ".join(f"{row.original}->{row.symbol}" for row in losers.head(50).itertuples()),
+        )
+    keep &= ~beaten
+    changed = mapping.loc[keep & (mapping["original"] != mapping["symbol"]).to_numpy()]
+    if len(changed):
+        logger.info(
+            "renamed %d genes to current HGNC symbols (%s), e.g. %s",
+            len(changed),
+            changed["status"].value_counts().to_dict(),
+            ", ".join(f"{row.original}->{row.symbol}" for row in changed.head(10).itertuples()),
+        )
     return keep
 
 
@@ -293,65 +326,37 @@ def clean_var_names(
     *,
     tables: SymbolTables | None = None,
     drop_unmapped: bool = False,
+    value_scale: str = "counts",
 ) -> ad.AnnData:
     """Return a copy of ``adata`` whose ``var_names`` are unique current HGNC symbols.
 
     Parameters
     ----------
     adata
-        Cells x genes; ``var_names`` as the authors wrote them.
+        Cells x genes; ``var_names`` as the authors wrote them. Not modified.
     tables
         Lookup tables; :func:`load_symbol_tables` with its defaults when ``None``.
     drop_unmapped
         Also drop names found in no table (kept by default, flagged ``unmapped``).
+    value_scale
+        Scale of ``X`` (``"counts"`` sums remaining duplicates; any other keeps the
+        highest-mean row), as in :func:`cd8exo.harmonise.harmonise`.
 
     Returns
     -------
-    A new AnnData with ``var["original_name"]`` and ``var["symbol_status"]``; rows that
-    are unresolvable Excel dates and all but one row per duplicated symbol are removed
-    (see the module docstring), each logged by name.
+    A new AnnData with ``var["original_name"]`` and ``var["symbol_status"]``, rows
+    selected by :func:`select_rows` and remaining duplicates merged (module docstring).
     """
     tables = load_symbol_tables() if tables is None else tables
     mapping = map_symbols(list(adata.var_names), tables=tables)
-    drop = mapping["status"].eq("excel_unresolved").to_numpy()
-    if drop_unmapped:
-        drop |= mapping["status"].eq("unmapped").to_numpy()
-    if drop.any():
-        logger.warning(
-            "dropped %d gene rows whose names cannot be resolved to one symbol: %s",
-            int(drop.sum()),
-            ", ".join(mapping.loc[drop, "original"].head(50)),
-        )
-    keep = ~drop
-    kept_mapping = mapping.loc[keep].reset_index(drop=True)
-    subset = adata[:, keep]
-    winners = keep_one_per_symbol(
-        kept_mapping["symbol"].tolist(),
-        status=kept_mapping["status"].tolist(),
-        totals=_column_totals(subset.X),
-    )
-    if not winners.all():
-        losers = kept_mapping.loc[~winners]
-        logger.warning(
-            "kept one row per duplicated symbol (least repaired name, then highest total); "
-            "dropped %d rows: %s",
-            len(losers),
-            ", ".join(f"{row.original}->{row.symbol}" for row in losers.head(50).itertuples()),
-        )
-    n_changed = int((kept_mapping["original"] != kept_mapping["symbol"]).sum())
-    if n_changed:
-        logger.info(
-            "renamed %d genes to current HGNC symbols (%s)",
-            n_changed,
-            kept_mapping.loc[kept_mapping["original"] != kept_mapping["symbol"], "status"]
-            .value_counts()
-            .to_dict(),
-        )
-    result = subset[:, winners].copy()
-    final = kept_mapping.loc[winners]
-    var = result.var.copy()
-    var["original_name"] = final["original"].to_numpy()
-    var["symbol_status"] = pd.Categorical(final["status"].to_numpy())
-    var.index = pd.Index(final["symbol"].to_numpy(), name=None)
-    result.var = var
-    return result
+    keep = select_rows(mapping, drop_unmapped=drop_unmapped)
+    kept = mapping.loc[keep]
+    var = adata.var.iloc[np.flatnonzero(keep)].copy()
+    var["original_name"] = kept["original"].to_numpy()
+    var["symbol_status"] = kept["status"].to_numpy()
+    var.index = pd.Index(kept["symbol"].to_numpy(), dtype=str)
+    x = sp.csr_matrix(adata.X[:, np.flatnonzero(keep)], dtype=np.float32)
+    dataset = str(adata.uns.get("cd8exo", {}).get("dataset", ""))
+    # remaining ties go to the workflow's one duplicate rule (counts summed, else top mean)
+    x, var = _unique_symbols(x, var, scale=value_scale, dataset=dataset)
+    return ad.AnnData(X=x, obs=adata.obs.copy(), var=var, uns=dict(adata.uns))
