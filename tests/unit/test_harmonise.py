@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -353,3 +354,34 @@ def test_chunked_processing_equals_one_pass(raw_adata, label_map, monkeypatch):
     raw.X.data[-1] += 0.5
     with pytest.raises(ValueError, match=r"but 1 values are not integers \(e\.g\. \[\d+\.5\]\)"):
         _harmonise(raw, label_map, value_scale="counts")
+
+
+@pytest.mark.filterwarnings("ignore:Observation names are not unique")
+def test_harmonise_rejects_duplicated_cell_ids(raw_adata, label_map):
+    raw = raw_adata.copy()
+    raw.obs_names = ["AAAC-1"] * 2 + list(raw.obs_names[2:])
+    with pytest.raises(ValueError, match=r"cell ids are not unique \(e\.g\. \['AAAC-1'\]\)"):
+        _harmonise(raw, label_map)
+
+
+def test_detect_ignores_empty_cells(raw_adata):
+    x = _log1p_cp10k(raw_adata.X.toarray().astype(np.float64))
+    x[:5] = 0.0  # cells without any detected gene do not break the constant totals
+    assert detect_value_scale(sp.csr_matrix(x)) == "log1p_norm"
+
+
+TIROSH2016 = Path("/work/shared/reference/data/tirosh2016_oligodendroglioma")
+
+
+@pytest.mark.skipif(not TIROSH2016.exists(), reason="reference fixture not available")
+def test_detect_on_real_smartseq2_tpm():
+    tpm = pd.read_csv(
+        TIROSH2016 / "oligodendroglioma_expression_downsampled.counts.matrix.gz",
+        sep="\t",
+        index_col=0,
+    ).T.to_numpy()
+    # Linear TPM is refused; its log2(TPM/10+1) is recognised (by the maximum: the
+    # downsampled gene set no longer sums to 1e6 per cell).
+    with pytest.raises(ValueError, match="look like linear TPM/CPM values"):
+        detect_value_scale(tpm)
+    assert detect_value_scale(np.log2(tpm / 10 + 1)) == "log2_tpm10"

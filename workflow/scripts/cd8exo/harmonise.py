@@ -164,11 +164,16 @@ def detect_value_scale(x: np.ndarray | sp.spmatrix | sp.sparray) -> str:
 
     n_cells = x.shape[0]
     rows = np.unique(np.linspace(0, n_cells - 1, num=min(n_cells, _N_CELLS_INSPECTED)).astype(int))
-    sample = x[rows]
-    sample = sample.toarray() if sp.issparse(sample) else np.asarray(sample)
-    sample = sample.astype(np.float64)
-    cv_ln = _coefficient_of_variation(np.expm1(sample).sum(axis=1))
-    cv_log2 = _coefficient_of_variation((10.0 * (np.exp2(sample) - 1.0)).sum(axis=1))
+    # Both inverse transforms map 0 to 0, so they can work on the stored values only.
+    sample = sp.csr_matrix(x[rows], dtype=np.float64)
+    row_of_value = np.repeat(np.arange(sample.shape[0]), np.diff(sample.indptr))
+    expressed = np.bincount(row_of_value, minlength=sample.shape[0]) > 0  # skip empty cells
+    totals_ln = np.bincount(row_of_value, weights=np.expm1(sample.data), minlength=len(rows))
+    totals_log2 = np.bincount(
+        row_of_value, weights=10.0 * (np.exp2(sample.data) - 1.0), minlength=len(rows)
+    )
+    cv_ln = _coefficient_of_variation(totals_ln[expressed])
+    cv_log2 = _coefficient_of_variation(totals_log2[expressed])
     if min(cv_ln, cv_log2) < _CONSTANT_LIBRARY_CV:
         scale = "log1p_norm" if cv_ln <= cv_log2 else "log2_tpm10"
         logger.info(
@@ -231,6 +236,8 @@ def _value_summary(x) -> _ValueSummary:
 
 
 def _coefficient_of_variation(totals: np.ndarray) -> float:
+    if totals.size < 2:
+        return float("inf")
     mean = float(np.mean(totals))
     if mean <= 0:
         return float("inf")
@@ -307,6 +314,14 @@ def harmonise(
             )
             raise ValueError(msg)
 
+    if not obs.index.is_unique:
+        duplicated = obs.index[obs.index.duplicated()].unique()[:5].tolist()
+        msg = (
+            f"Dataset {dataset!r}: cell ids are not unique (e.g. {duplicated}); patient-level "
+            "summaries match cells by id. Make them unique when reading (e.g. prefix each "
+            "sample's barcodes with the sample id)."
+        )
+        raise ValueError(msg)
     x = adata.X
     scale = _resolve_value_scale(x, value_scale=value_scale, dataset=dataset)
     cell_type, original = _map_labels(obs[cell_type_column], label_map, dataset=dataset)
