@@ -33,10 +33,10 @@ HTML_PAGE = (
 class _Handler(BaseHTTPRequestHandler):
     server: FaultServer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:
         pass  # keep test output quiet
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         srv = self.server
         range_header = self.headers.get("Range")
         with srv.lock:
@@ -128,7 +128,9 @@ class FaultServer(ThreadingHTTPServer):
 def serve(*, lifetime: float = 120.0) -> Iterator[FaultServer]:
     """Run a :class:`FaultServer` for the duration of a ``with`` block (at most ``lifetime`` s)."""
     server = FaultServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     timer = threading.Timer(lifetime, server.shutdown)
     timer.daemon = True

@@ -23,7 +23,9 @@ from cd8exo.download import (
 )
 
 # a gzip payload of ~300 kB whose bytes are not trivially repetitive
-PAYLOAD = gzip.compress(b"".join(f"gene{i}\t{i * 7919 % 1000}\n".encode() for i in range(60_000)), mtime=0)
+PAYLOAD = gzip.compress(
+    b"".join(f"gene{i}\t{i * 7919 % 1000}\n".encode() for i in range(60_000)), mtime=0
+)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 FAST = {"backoff": 0.0, "timeout": 5.0, "sleep": lambda _: None, "chunk_size": 16_384}
 
@@ -140,7 +142,15 @@ def test_server_errors_then_success_on_retry(server, tmp_path, caplog):
     dest = tmp_path / "h.csv.gz"
     delays: list[float] = []
     with caplog.at_level(logging.WARNING, logger="cd8exo.download"):
-        fetch(url, dest, sha256=PAYLOAD_SHA, lock_file=None, backoff=0.5, sleep=delays.append, timeout=5)
+        fetch(
+            url,
+            dest,
+            sha256=PAYLOAD_SHA,
+            lock_file=None,
+            backoff=0.5,
+            sleep=delays.append,
+            timeout=5,
+        )
     assert dest.read_bytes() == PAYLOAD
     assert len(server.requests_for("h.csv.gz")) == 3
     assert delays == [0.5, 1.0]  # exponential back-off
@@ -199,7 +209,9 @@ def test_dns_failure_stops_at_once(tmp_path, monkeypatch):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
-    url = "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE115nnn/GSE115978/suppl/GSE115978_counts.csv.gz"
+    url = (
+        "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE115nnn/GSE115978/suppl/GSE115978_counts.csv.gz"
+    )
     with pytest.raises(OfflineError, match="Name or service not known") as info:
         fetch(url, tmp_path / "x.csv.gz", lock_file=None, local_dir=tmp_path / "by_hand", retries=5)
     assert url in str(info.value)

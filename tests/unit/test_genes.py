@@ -25,7 +25,9 @@ def tables():
 
 def _map(names, tables):
     frame = map_symbols(names, tables=tables)
-    return dict(zip(frame["original"], zip(frame["symbol"], frame["status"], strict=True), strict=True))
+    return dict(
+        zip(frame["original"], zip(frame["symbol"], frame["status"], strict=True), strict=True)
+    )
 
 
 def test_each_kind_of_name_is_resolved_and_labelled(tables):
@@ -71,7 +73,9 @@ def test_approved_symbol_is_never_remapped(tables):
 
 
 def test_best_rows_prefers_the_least_repaired_name():
-    keep = best_rows(["A", "A", "B", "B", "C"], status=["alias", "approved", "alias", "alias", "excel"])
+    keep = best_rows(
+        ["A", "A", "B", "B", "C"], status=["alias", "approved", "alias", "alias", "excel"]
+    )
     assert keep.tolist() == [False, True, True, True, True]
 
 
@@ -102,4 +106,6 @@ def test_clean_var_names_merges_remaining_duplicates_by_the_harmonise_rule(table
 
 def test_missing_table_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="HGNC alias table not found"):
-        load_symbol_tables(tmp_path / "none.tsv.gz", GENOME / "gencode_v48_genes_homo_sapiens.csv.gz")
+        load_symbol_tables(
+            tmp_path / "none.tsv.gz", GENOME / "gencode_v48_genes_homo_sapiens.csv.gz"
+        )

@@ -93,7 +93,9 @@ _MAGIC = {
     ".h5": (b"\x89HDF\r\n\x1a\n", "HDF5"),
     ".h5ad": (b"\x89HDF\r\n\x1a\n", "HDF5"),
 }
-_OFFLINE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN})
+_OFFLINE_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN}
+)
 
 
 class DownloadError(RuntimeError):
@@ -233,7 +235,9 @@ def _is_offline(reason: object) -> bool:
 
 def _looks_like_html(head: bytes) -> bool:
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return text.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in text[:512]
+    return (
+        text.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in text[:512]
+    )
 
 
 def _check_is_data(head: bytes, *, content_type: str, name: str, url: str) -> None:
@@ -307,12 +311,15 @@ def _transfer(
 ) -> None:
     """Bring ``url`` into ``part`` (resuming it); raise _Transient for retryable failures."""
     offset = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": f"cd8exo/{__version__} (+python urllib)", "Accept-Encoding": "identity"}
+    headers = {
+        "User-Agent": f"cd8exo/{__version__} (+python urllib)",
+        "Accept-Encoding": "identity",
+    }
     if offset:
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (registry URLs)
+        response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as error:
         if error.code == 416 and offset:
             _, total = _content_range_start_total(error.headers.get("Content-Range"))
@@ -321,9 +328,11 @@ def _transfer(
                 return
             logger.warning("%s: server refused to resume at byte %d; starting again", name, offset)
             part.write_bytes(b"")
-            raise _Transient(f"HTTP 416 at byte {offset}") from error
+            reason = f"HTTP 416 at byte {offset}"
+            raise _Transient(reason) from error
         if error.code in RETRY_STATUSES:
-            raise _Transient(f"HTTP {error.code} {error.reason}") from error
+            reason = f"HTTP {error.code} {error.reason}"
+            raise _Transient(reason) from error
         msg = (
             f"{url} answered HTTP {error.code} ({error.reason}); not retrying. Check the URL in "
             f"the dataset registry, or download the file by hand into {folder}/ as '{name}'."
@@ -334,11 +343,15 @@ def _transfer(
             raise OfflineError(
                 _offline_message(url, reason=error.reason, folder=folder, filename=name)
             ) from error
-        raise _Transient(f"connection failed: {error.reason}") from error
+        reason = f"connection failed: {error.reason}"
+        raise _Transient(reason) from error
     except (TimeoutError, ConnectionError, http.client.HTTPException) as error:
         if _is_offline(error):
-            raise OfflineError(_offline_message(url, reason=error, folder=folder, filename=name)) from error
-        raise _Transient(f"{type(error).__name__}: {error}") from error
+            raise OfflineError(
+                _offline_message(url, reason=error, folder=folder, filename=name)
+            ) from error
+        reason = f"{type(error).__name__}: {error}"
+        raise _Transient(reason) from error
 
     with response:
         status = getattr(response, "status", None) or 200
@@ -347,9 +360,12 @@ def _transfer(
         if status == 206:
             start, total = _content_range_start_total(response.headers.get("Content-Range"))
             if start != offset:
-                logger.warning("%s: server resumed at byte %s, not %d; starting again", name, start, offset)
+                logger.warning(
+                    "%s: server resumed at byte %s, not %d; starting again", name, start, offset
+                )
                 part.write_bytes(b"")
-                raise _Transient("misaligned resume")
+                reason = "misaligned resume"
+                raise _Transient(reason)
             mode = "ab"
             logger.info("%s: resuming at %.1f MB", name, offset / 1e6)
         else:
@@ -374,9 +390,11 @@ def _transfer(
                     progress.update(len(chunk))
                     chunk = response.read(chunk_size)
         except (TimeoutError, ConnectionError, http.client.HTTPException) as error:
-            raise _Transient(f"transfer interrupted at {progress.done} bytes: {error}") from error
+            reason = f"transfer interrupted at {progress.done} bytes: {error}"
+            raise _Transient(reason) from error
     if total is not None and progress.done != total:
-        raise _Transient(f"truncated transfer: {progress.done} of {total} bytes")
+        reason = f"truncated transfer: {progress.done} of {total} bytes"
+        raise _Transient(reason)
 
 
 def _link_or_copy(source: Path, dest: Path) -> None:
@@ -467,7 +485,9 @@ def fetch(
 
     def accept_unverified(path: Path, digest: str, origin: str | None) -> None:
         if lock_file is not None:
-            record_checksum(lock_file, filename=name, sha256=digest, size=path.stat().st_size, url=origin)
+            record_checksum(
+                lock_file, filename=name, sha256=digest, size=path.stat().st_size, url=origin
+            )
         else:
             logger.warning("%s: no checksum known and no lock file; not verified", name)
 
@@ -658,7 +678,11 @@ def fetch_census(
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    logger.info("querying CELLxGENE Census %s: %s", census.get("census_version"), census.get("obs_value_filter"))
+    logger.info(
+        "querying CELLxGENE Census %s: %s",
+        census.get("census_version"),
+        census.get("obs_value_filter"),
+    )
     with cellxgene_census.open_soma(census_version=census.get("census_version")) as handle:
         adata = cellxgene_census.get_anndata(
             handle,
@@ -671,11 +695,17 @@ def fetch_census(
     if expected is not None and expected != digest:
         aside = _aside_name(dest, digest)
         os.replace(part, aside)
-        msg = _checksum_message(dest, actual=digest, expected=expected, source=str(lock_file),
-                                extra=f"The query result was kept aside as {aside}. ")
+        msg = _checksum_message(
+            dest,
+            actual=digest,
+            expected=expected,
+            source=str(lock_file),
+            extra=f"The query result was kept aside as {aside}. ",
+        )
         raise ChecksumError(msg)
     if expected is None and lock_file is not None:
-        record_checksum(lock_file, filename=dest.name, sha256=digest, size=part.stat().st_size, url=None)
+        record_checksum(
+            lock_file, filename=dest.name, sha256=digest, size=part.stat().st_size, url=None
+        )
     os.replace(part, dest)
     return dest
-

@@ -62,8 +62,8 @@ __all__ = [
     "DEFAULT_ALIAS_TABLE",
     "DEFAULT_ENSEMBL_TABLE",
     "SymbolTables",
-    "clean_var_names",
     "best_rows",
+    "clean_var_names",
     "load_symbol_tables",
     "map_symbols",
     "select_rows",
@@ -122,7 +122,10 @@ def _read_text(path: Path) -> list[str]:
 
 @lru_cache(maxsize=4)
 def _load_tables(alias_table: Path, ensembl_table: Path) -> SymbolTables:
-    for path, what in ((alias_table, "HGNC alias table"), (ensembl_table, "Ensembl-to-symbol table")):
+    for path, what in (
+        (alias_table, "HGNC alias table"),
+        (ensembl_table, "Ensembl-to-symbol table"),
+    ):
         if not path.is_file():
             msg = (
                 f"{what} not found at {path}. It ships with the workflow in resources/genome/ "
@@ -304,8 +307,7 @@ def select_rows(mapping: pd.DataFrame, *, drop_unmapped: bool = False) -> np.nda
     if beaten.any():
         losers = mapping.loc[beaten]
         logger.warning(
-            "dropped %d renamed gene rows whose new symbol is also measured under its own "
-            "name: %s",
+            "dropped %d renamed gene rows whose new symbol is also measured under its own name: %s",
             len(losers),
             ", ".join(f"{row.original}->{row.symbol}" for row in losers.head(50).itertuples()),
         )

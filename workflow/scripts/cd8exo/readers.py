@@ -247,7 +247,9 @@ def registry_entry(
         for name, template in templates.items():
             match = re.match(template.get("id_pattern", "(?!)"), dataset_id)
             if match:
-                entry = _fill({k: v for k, v in template.items() if k != "id_pattern"}, match.groupdict())
+                entry = _fill(
+                    {k: v for k, v in template.items() if k != "id_pattern"}, match.groupdict()
+                )
                 entry["template"] = name
                 break
         else:
@@ -282,14 +284,18 @@ def _validate_entry(entry: Mapping[str, Any], *, where: str) -> None:
             if role not in files:
                 problems.append(f"format {fmt} needs a file with role {role!r}")
     if entry.get("value_scale") not in REGISTRY_SCALES:
-        problems.append(f"value_scale {entry.get('value_scale')!r} is not one of {', '.join(REGISTRY_SCALES)}")
+        problems.append(
+            f"value_scale {entry.get('value_scale')!r} is not one of {', '.join(REGISTRY_SCALES)}"
+        )
     obs = entry.get("obs")
-    if fmt != "h5ad_cellxgene":
-        if not isinstance(obs, Mapping) or "patient" not in obs or "label" not in obs:
-            problems.append("`obs` needs `patient` and `label`")
+    obs_incomplete = not isinstance(obs, Mapping) or "patient" not in obs or "label" not in obs
+    if fmt != "h5ad_cellxgene" and obs_incomplete:
+        problems.append("`obs` needs `patient` and `label`")
     for label, cell_type in (entry.get("cell_types") or {}).items():
         if cell_type not in CELL_TYPES:
-            problems.append(f"cell_types maps {label!r} to {cell_type!r}, not in {', '.join(CELL_TYPES)}")
+            problems.append(
+                f"cell_types maps {label!r} to {cell_type!r}, not in {', '.join(CELL_TYPES)}"
+            )
     for pair in entry.get("cell_type_patterns") or []:
         if not (isinstance(pair, Sequence) and len(pair) == 2 and pair[1] in CELL_TYPES):
             problems.append(f"cell_type_patterns item {pair!r} must be [regex, cell type]")
@@ -345,7 +351,9 @@ def _derive_label(obs: pd.DataFrame, spec: Mapping[str, Any], *, where: str) -> 
         if "label" in rule:
             label[todo] = str(rule["label"])
         elif "column" in rule:
-            values = _as_text(_column(obs, rule["column"], what=f"obs.label rule {number}", where=where))
+            values = _as_text(
+                _column(obs, rule["column"], what=f"obs.label rule {number}", where=where)
+            )
             codes = {str(k): str(v) for k, v in (rule.get("codes") or {}).items()}
             label[todo] = values[todo].map(lambda v, codes=codes: codes.get(v, v))
         else:
@@ -382,7 +390,11 @@ def _derive_id(
         examples = [str(b) for b in bad[:5]]
         if spec.get("unmatched", "error") == "exclude":
             logger.warning(
-                "%s: %d cells have no %s (e.g. %s) and are excluded", where, len(bad), what, examples
+                "%s: %d cells have no %s (e.g. %s) and are excluded",
+                where,
+                len(bad),
+                what,
+                examples,
             )
         else:
             msg = (
@@ -451,14 +463,25 @@ def derive_obs(
     keep = pd.Series(True, index=obs.index)
     for name, wanted in (spec.get("keep") or {}).items():
         wanted = wanted if isinstance(wanted, list) else [wanted]
-        keep &= _as_text(_column(obs, name, what="obs.keep", where=where)).isin([str(w) for w in wanted])
+        keep &= _as_text(_column(obs, name, what="obs.keep", where=where)).isin(
+            [str(w) for w in wanted]
+        )
     if not keep.all():
-        logger.info("%s: %d of %d cells kept by obs.keep %s", where, int(keep.sum()), len(keep), spec["keep"])
+        logger.info(
+            "%s: %d of %d cells kept by obs.keep %s",
+            where,
+            int(keep.sum()),
+            len(keep),
+            spec["keep"],
+        )
 
     label = _derive_label(obs, spec["label"], where=where)
     excluded = label.isin([str(x) for x in spec.get("exclude_labels") or []])
     missing = label.isin(_MISSING)
-    for mask, why in ((excluded & keep, "labels listed in exclude_labels"), (missing & keep, "no label")):
+    for mask, why in (
+        (excluded & keep, "labels listed in exclude_labels"),
+        (missing & keep, "no label"),
+    ):
         if mask.any():
             logger.info(
                 "%s: %d cells excluded (%s): %s",
@@ -536,7 +559,9 @@ def map_cellxgene_obs(
     -------
     As :func:`derive_obs`.
     """
-    sample_column = next((c for c in ("sample_id", "sample", "library_id") if c in obs.columns), None)
+    sample_column = next(
+        (c for c in ("sample_id", "sample", "library_id") if c in obs.columns), None
+    )
     entry = {
         "id": dataset_id,
         "obs": {
@@ -611,7 +636,9 @@ def _read_text_layout(path: Path, *, sep: str, metadata_rows: int) -> _TextLayou
     metadata = pd.DataFrame(index=pd.Index(cells, dtype=str))
     for row in rows:
         if len(row) != len(cells) + 1:
-            msg = f"{path}: metadata row {row[0]!r} has {len(row) - 1} values for {len(cells)} cells."
+            msg = (
+                f"{path}: metadata row {row[0]!r} has {len(row) - 1} values for {len(cells)} cells."
+            )
             raise ValueError(msg)
         metadata[_unquote(row[0])] = [value.strip() for value in row[1:]]
     if metadata_rows:
@@ -632,7 +659,7 @@ def _read_text_values(
         header=None,
         skiprows=skip_rows,
         usecols=[0, *wanted],
-        dtype={0: str, **{column: np.float32 for column in wanted}},
+        dtype={0: str, **dict.fromkeys(wanted, np.float32)},
         na_filter=False,
         quotechar='"',
         compression="gzip" if _is_gzip(path) else None,
@@ -704,9 +731,7 @@ def _numeric_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _align(
-    annotation: pd.DataFrame, matrix_cells: Sequence[str], *, where: str
-) -> pd.DataFrame:
+def _align(annotation: pd.DataFrame, matrix_cells: Sequence[str], *, where: str) -> pd.DataFrame:
     present = pd.Index(matrix_cells)
     missing = annotation.index.difference(present)
     if len(missing):
@@ -752,7 +777,9 @@ def _read_text_matrix(files: Mapping[str, Path], entry: Mapping[str, Any], *, wh
 
 def _lines(path: Path, *, column: int = 0) -> list[str]:
     with _open_text(path) as handle:
-        return [_unquote(line.rstrip("\r\n").split("\t")[column]) for line in handle if line.strip()]
+        return [
+            _unquote(line.rstrip("\r\n").split("\t")[column]) for line in handle if line.strip()
+        ]
 
 
 def _read_mtx_files(
@@ -787,7 +814,12 @@ def _read_mtx_files(
 
 def _read_mtx(files: Mapping[str, Path], entry: Mapping[str, Any], *, where: str) -> _Read:
     return _read_mtx_files(
-        files["matrix"], files["genes"], files["annotation"], files.get("barcodes"), entry, where=where
+        files["matrix"],
+        files["genes"],
+        files["annotation"],
+        files.get("barcodes"),
+        entry,
+        where=where,
     )
 
 
@@ -821,18 +853,27 @@ def _read_mtx_tar(files: Mapping[str, Path], entry: Mapping[str, Any], *, where:
             )
             raise ValueError(msg)
         return _read_mtx_files(
-            found["matrix"], found["genes"], found["annotation"], found.get("barcodes"), entry, where=where
+            found["matrix"],
+            found["genes"],
+            found["annotation"],
+            found.get("barcodes"),
+            entry,
+            where=where,
         )
 
 
 def _strings(dataset: Any) -> list[str]:
-    return [value.decode("utf-8") if isinstance(value, bytes) else str(value) for value in dataset[()]]
+    return [
+        value.decode("utf-8") if isinstance(value, bytes) else str(value) for value in dataset[()]
+    ]
 
 
 def _read_tisch2_h5(files: Mapping[str, Path], entry: Mapping[str, Any], *, where: str) -> _Read:
     import h5py
 
-    annotation = _read_annotation(files["annotation"], entry.get("annotation") or {"cell_id": "Cell"})
+    annotation = _read_annotation(
+        files["annotation"], entry.get("annotation") or {"cell_id": "Cell"}
+    )
     path = files["expression"]
     with h5py.File(path, "r") as handle:
         group = handle["matrix"] if "matrix" in handle else handle[next(iter(handle.keys()))]
@@ -843,7 +884,9 @@ def _read_tisch2_h5(files: Mapping[str, Path], entry: Mapping[str, Any], *, wher
         elif "genes" in group:
             genes = _strings(group["genes"])
         else:
-            msg = f"{path}: no gene names (features/name, gene_names or genes) in group {group.name}."
+            msg = (
+                f"{path}: no gene names (features/name, gene_names or genes) in group {group.name}."
+            )
             raise ValueError(msg)
         barcodes = _strings(group["barcodes"])
         shape = tuple(int(n) for n in group["shape"][()])
@@ -861,14 +904,20 @@ def _read_tisch2_h5(files: Mapping[str, Path], entry: Mapping[str, Any], *, wher
     return obs, genes, sp.csr_matrix(x_all[rows], dtype=np.float32)
 
 
-def _read_h5ad_cellxgene(files: Mapping[str, Path], entry: Mapping[str, Any], *, where: str) -> _Read:
+def _read_h5ad_cellxgene(
+    files: Mapping[str, Path], entry: Mapping[str, Any], *, where: str
+) -> _Read:
     adata = ad.read_h5ad(files["h5ad"])
     if adata.raw is not None:
         x_all, var = adata.raw.X, adata.raw.var
         logger.info("%s: using raw.X (raw counts) of the CELLxGENE file", where)
     else:
         x_all, var = adata.X, adata.var
-    genes = list(var["feature_name"].astype(str)) if "feature_name" in var else list(var.index.astype(str))
+    genes = (
+        list(var["feature_name"].astype(str))
+        if "feature_name" in var
+        else list(var.index.astype(str))
+    )
     if entry.get("obs"):
         obs = derive_obs(adata.obs, entry)
     else:
@@ -910,7 +959,9 @@ def detect_value_scale(x: np.ndarray | sp.spmatrix) -> str:
     return detect_log_or_counts(x)
 
 
-def _resolve_scale(x: sp.csr_matrix, declared: str, *, where: str) -> tuple[sp.csr_matrix, str, str]:
+def _resolve_scale(
+    x: sp.csr_matrix, declared: str, *, where: str
+) -> tuple[sp.csr_matrix, str, str]:
     """Return (values, scale passed to harmonise, scale of the file)."""
     values = x.data
     if values.size and (not np.all(np.isfinite(values)) or values.min() < 0):
@@ -1073,10 +1124,14 @@ def check_harmonised(adata: ad.AnnData) -> None:
             problems.append(f"obs[{column!r}] is {values.dtype}, not bool")
         if values.isna().any():
             problems.append(f"obs[{column!r}] has {int(values.isna().sum())} missing values")
-    if "cell_type" in adata.obs.columns and isinstance(adata.obs["cell_type"].dtype, pd.CategoricalDtype):
+    if "cell_type" in adata.obs.columns and isinstance(
+        adata.obs["cell_type"].dtype, pd.CategoricalDtype
+    ):
         outside = set(adata.obs["cell_type"].cat.categories) - set(CELL_TYPES)
         if outside:
-            problems.append(f"obs['cell_type'] has categories {sorted(outside)} outside the vocabulary")
+            problems.append(
+                f"obs['cell_type'] has categories {sorted(outside)} outside the vocabulary"
+            )
     names = pd.Index(adata.var_names)
     if not names.is_unique:
         problems.append(f"var_names are not unique (e.g. {list(names[names.duplicated()][:5])})")

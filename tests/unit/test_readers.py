@@ -1,0 +1,857 @@
+"""Registry-driven readers: miniature files in the exact published layouts, served by the
+local test server, downloaded, verified, read and harmonised; plus the real test data."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import io
+import logging
+import tarfile
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+import scipy.sparse as sp
+from http_server import serve
+
+from cd8exo.download import fetch_dataset
+from cd8exo.genes import load_symbol_tables
+from cd8exo.harmonise import linear_values
+from cd8exo.readers import (
+    check_harmonised,
+    derive_obs,
+    detect_value_scale,
+    load_registry,
+    map_cellxgene_obs,
+    read_public,
+    registry_entry,
+)
+from cd8exo.vocabulary import CELL_TYPES
+
+REPO = Path(__file__).resolve().parents[2]
+REGISTRY = load_registry(REPO / "resources" / "datasets" / "registry.yaml")
+SHARED_DATA = REPO.parent / "shared" / "reference" / "data"
+GENOME = REPO / "resources" / "genome"
+NO_WAIT = {"backoff": 0.0, "sleep": lambda _: None, "timeout": 5.0}
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return load_symbol_tables(
+        GENOME / "hgnc_alias_table.tsv.gz", GENOME / "gencode_v48_genes_homo_sapiens.csv.gz"
+    )
+
+
+@pytest.fixture
+def server():
+    with serve(lifetime=120) as srv:
+        yield srv
+
+
+def download_and_read(server, tmp_path, dataset_id, payloads, tables, *, entry=None):
+    """Serve ``payloads`` (file name -> bytes) at the entry's file names, fetch, read."""
+    entry = copy.deepcopy(entry or registry_entry(dataset_id, registry=REGISTRY))
+    for spec in entry["files"].values():
+        spec["url"] = server.add(f"{dataset_id}/{spec['filename']}", payloads[spec["filename"]])
+        spec["sha256"] = None
+        spec.pop("size_bytes", None)
+    lock = tmp_path / "checksums.lock.tsv"
+    paths = fetch_dataset(entry, tmp_path / "downloads" / dataset_id, lock_file=lock, **NO_WAIT)
+    adata = read_public(dataset_id, paths, entry, symbol_tables=tables)
+    recorded = lock.read_text().splitlines()
+    assert len(recorded) == 1 + len(entry["files"])  # every file's checksum recorded
+    return adata
+
+
+def type_of(adata):
+    """Authors' label -> cell type, as harmonised."""
+    pairs = adata.obs[["cell_type_original", "cell_type"]].astype(str).drop_duplicates()
+    return dict(zip(pairs["cell_type_original"], pairs["cell_type"], strict=True))
+
+
+def value(adata, cell, gene, layer=None):
+    matrix = adata.layers[layer] if layer else adata.X
+    return float(matrix[adata.obs_names.get_loc(cell), adata.var_names.get_loc(gene)])
+
+
+def r_csv(rows):
+    """Lines as R's write.csv writes them: strings quoted, numbers bare."""
+
+    def cell(v):
+        return str(v) if isinstance(v, int | float | np.integer | np.floating) else f'"{v}"'
+
+    return "".join(",".join(cell(v) for v in row) + "\n" for row in rows)
+
+
+# --------------------------------------------------------------------------- #
+# GSE115978 (Jerby-Arnon 2018): CSV counts genes x cells + cell.annotations.csv
+# --------------------------------------------------------------------------- #
+JERBY_CELLS = [
+    ("cy78_CD45_neg_1_B04_S496_comb", "Mel78", "Mal"),
+    ("cy78_CD45_pos_2_C05_S101_comb", "Mel78", "T.CD8"),
+    ("cy78_CD45_pos_2_D07_S211_comb", "Mel78", "?"),
+    ("Mel129pa_P1_A01_S1_comb", "Mel129pa", "Mal"),
+    ("Mel129pa_P1_B02_S2_comb", "Mel129pa", "T.CD8"),
+    ("Mel129pb_P2_A03_S3_comb", "Mel129pb", "T.cell"),
+    ("Mel129pb_P2_B04_S4_comb", "Mel129pb", "Macrophage"),
+    ("cy79_P1_CD45_neg_A05_S5_comb", "Mel79", "CAF"),
+    ("cy79_P1_CD45_pos_B06_S6_comb", "Mel79", "Endo."),
+    ("cy79_P1_CD45_pos_C07_S7_comb", "Mel79", "NK"),
+    ("cy79_P1_CD45_pos_D08_S8_comb", "Mel79", "B.cell"),
+    ("cy79_P1_CD45_pos_E09_S9_comb", "Mel79", "T.CD4"),
+]
+JERBY_GENES = ["C9orf152", "RPS11", "PLP2", "CD8A", "SEPT7", "MLANA"]
+
+
+def jerby_files(rng):
+    counts = rng.integers(0, 40, size=(len(JERBY_GENES), len(JERBY_CELLS)))
+    counts[JERBY_GENES.index("PLP2"), 0] = 123
+    cells = [c for c, _, _ in JERBY_CELLS]
+    matrix = r_csv(
+        [["", *cells]] + [[g, *map(int, row)] for g, row in zip(JERBY_GENES, counts, strict=True)]
+    )
+    header = [
+        "cells",
+        "samples",
+        "cell.types",
+        "treatment.group",
+        "Cohort",
+        "no.of.genes",
+        "no.of.reads",
+    ]
+    rows = [
+        [cell, sample, label, "treatment.naive", "Tirosh et al.", 3000 + i, 100000 + i]
+        for i, (cell, sample, label) in enumerate(JERBY_CELLS)
+    ]
+    annotation = r_csv([header, *rows[::-1]])  # annotation order differs from the matrix
+    return {
+        "GSE115978_counts.csv.gz": gzip.compress(matrix.encode()),
+        "GSE115978_cell.annotations.csv.gz": gzip.compress(annotation.encode()),
+    }, counts
+
+
+def test_gse115978_counts_and_annotations(server, tmp_path, tables):
+    payloads, counts = jerby_files(np.random.default_rng(1))
+    adata = download_and_read(server, tmp_path, "GSE115978", payloads, tables)
+    check_harmonised(adata)
+    assert adata.n_obs == 11  # the "?" cell is excluded
+    assert "cy78_CD45_pos_2_D07_S211_comb" not in adata.obs_names
+    # Mel129pa and Mel129pb are one patient, two samples
+    assert sorted(adata.obs["patient"].unique()) == ["Mel129", "Mel78", "Mel79"]
+    assert adata.obs.loc["Mel129pb_P2_A03_S3_comb", "sample"] == "Mel129pb"
+    assert type_of(adata) == {
+        "Mal": "malignant", "T.CD8": "CD8_T", "T.cell": "other", "Macrophage": "myeloid",
+        "CAF": "fibroblast", "Endo.": "endothelial", "NK": "NK", "B.cell": "B", "T.CD4": "CD4_T",
+    }  # fmt: skip
+    assert adata.obs["malignant"].sum() == 2
+    assert (adata.obs["malignant"] == (adata.obs["cell_type"] == "malignant")).all()
+    assert list(adata.obs["cell_type"].cat.categories) == list(CELL_TYPES)
+    # raw counts, untouched, in X and layers["counts"]
+    assert value(adata, "cy78_CD45_neg_1_B04_S496_comb", "PLP2") == 123
+    assert value(adata, "cy79_P1_CD45_pos_E09_S9_comb", "CD8A", "counts") == counts[3, 11]
+    assert adata.uns["cd8exo"]["value_scale"] == "counts"
+    # previous symbol mapped to the current one, with the original kept
+    assert "SEPTIN7" in adata.var_names
+    assert adata.var.loc["SEPTIN7", "original_name"] == "SEPT7"
+    assert pd.api.types.is_numeric_dtype(adata.obs["no.of.genes"])
+    assert "Jerby-Arnon" in adata.uns["cd8exo"]["citation"]
+
+
+# --------------------------------------------------------------------------- #
+# GSE72056 (Tirosh 2016): 3 metadata rows, log2(TPM/10+1), Excel-damaged names
+# --------------------------------------------------------------------------- #
+TIROSH_CELLS = [  # id, tumor, malignant code, non-malignant type code
+    ("Cy79_CD45neg_A01_S1_comb", 79, 2, 0),
+    ("Cy79_CD45pos_A02_S2_comb", 79, 1, 1),
+    ("Cy79_CD45pos_A03_S3_comb", 79, 1, 2),
+    ("cy80-CD45-pos-B04_S4_comb", 80, 1, 3),
+    ("cy80-CD45-neg-B05_S5_comb", 80, 1, 4),
+    ("cy80-CD45-neg-B06_S6_comb", 80, 1, 5),
+    ("cy80-CD45-pos-B07_S7_comb", 80, 1, 6),
+    ("cy80-CD45-neg-B08_S8_comb", 80, 0, 0),
+    ("cy80-CD45-neg-B09_S9_comb", 80, 1, 0),
+    ("cy80-CD45-neg-B10_S10_comb", 80, 2, 0),
+]
+TIROSH_GENES = [
+    "C9orf152",
+    "RPS11",
+    "ELMO2",
+    "1-Mar",
+    "1-Mar",
+    "1-Sep",
+    "PLP2",
+    "TSPAN6",
+    "TSPAN6",
+    "MLANA",
+]
+
+
+def log2_tpm_table(rng, n_genes, n_cells):
+    tpm = rng.gamma(0.3, 1.0, size=(n_genes, n_cells))
+    tpm = tpm / tpm.sum(axis=0) * 1e6
+    return np.round(np.log2(tpm / 10 + 1), 4)
+
+
+def test_gse72056_metadata_rows_and_excel_names(server, tmp_path, tables):
+    rng = np.random.default_rng(2)
+    values = log2_tpm_table(rng, len(TIROSH_GENES), len(TIROSH_CELLS))
+    values[TIROSH_GENES.index("TSPAN6")] = 0.1  # the first TSPAN6 row is the weaker one
+    lines = ["Cell\t" + "\t".join(c for c, *_ in TIROSH_CELLS)]
+    lines.append("tumor\t" + "\t".join(str(t) for _, t, _, _ in TIROSH_CELLS))
+    lines.append(
+        "malignant(1=no,2=yes,0=unresolved)\t" + "\t".join(str(m) for _, _, m, _ in TIROSH_CELLS)
+    )
+    lines.append(
+        "non-malignant cell type (1=T,2=B,3=Macro.4=Endo.,5=CAF;6=NK)\t"
+        + "\t".join(str(k) for *_, k in TIROSH_CELLS)
+    )
+    for gene, row in zip(TIROSH_GENES, values, strict=True):
+        lines.append(gene + "\t" + "\t".join(f"{v:.4f}" for v in row))
+    payload = gzip.compress(("\n".join(lines) + "\n").encode())
+    adata = download_and_read(
+        server,
+        tmp_path,
+        "GSE72056",
+        {"GSE72056_melanoma_single_cell_revised_v2.txt.gz": payload},
+        tables,
+    )
+    assert adata.n_obs == 9  # the unresolved cell is excluded
+    assert sorted(adata.obs["patient"].unique()) == ["Mel79", "Mel80"]
+    assert type_of(adata) == {
+        "malignant": "malignant", "T": "other", "B": "B", "Macro.": "myeloid", "Endo.": "endothelial",
+        "CAF": "fibroblast", "NK": "NK", "unassigned": "other",
+    }  # fmt: skip
+    # the values are the file's log2(TPM/10+1), not logged again
+    assert adata.uns["cd8exo"]["value_scale"] == "log2_tpm10"
+    cell = "cy80-CD45-neg-B10_S10_comb"
+    assert value(adata, cell, "PLP2") == pytest.approx(values[6, 9], abs=1e-4)
+    # 1-Mar (MARCHF1 or MTARC1) cannot be resolved: dropped; 1-Sep is SEPTIN1
+    assert not any(name.endswith("-Mar") for name in adata.var["original_name"])
+    assert adata.var.loc["SEPTIN1", "original_name"] == "1-Sep"
+    # duplicated TSPAN6: the row with the higher mean is kept
+    assert value(adata, cell, "TSPAN6") == pytest.approx(values[8, 9], abs=1e-4)
+    np.testing.assert_allclose(
+        linear_values(adata)[adata.obs_names.get_loc(cell), adata.var_names.get_loc("PLP2")],
+        10 * (2 ** values[6, 9] - 1),
+        rtol=1e-4,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# GSE103322 (Puram 2017): 5 metadata rows, quoted gene names, patient from cell id
+# --------------------------------------------------------------------------- #
+PURAM_CELLS = [  # id, lymph node, cancer, non-cancer, non-cancer type
+    ("HN28_P15_D06_S330_comb", 1, 0, 1, "T cell"),
+    ("HN28_P6_G05_S173_comb", 0, 0, 1, "-Fibroblast"),
+    ("HN26_P14_D11_S239_comb", 1, 1, 0, "0"),
+    ("HNSCC26_P24_H05_S377_comb", 0, 1, 0, "0"),
+    ("HNSCC_combo1_HNSCC_ComboP1_A01_S1_comb", 0, 1, 0, "0"),
+    ("HN28_P7_A01_S9_comb", 0, 0, 0, "0"),
+    ("HN26_P3_B02_S10_comb", 0, 0, 1, "Macrophage"),
+    ("HN26_P3_C03_S11_comb", 0, 0, 1, "Endothelial"),
+    ("HN28_P9_C01_S12_comb", 0, 0, 1, "Fibroblast"),
+    ("HN28_P9_D01_S13_comb", 0, 0, 1, "Mast"),
+]
+PURAM_GENES = ["C9orf152", "RPS11", "ELMO2", "PLP2", "KRT5", "CD8A"]
+
+
+def puram_file(rng):
+    values = log2_tpm_table(rng, len(PURAM_GENES), len(PURAM_CELLS))
+    rows = [
+        ["", *(c for c, *_ in PURAM_CELLS)],
+        ["processed by Maxima enzyme", *["1"] * len(PURAM_CELLS)],
+        ["Lymph node", *(str(c[1]) for c in PURAM_CELLS)],
+        ["classified  as cancer cell", *(str(c[2]) for c in PURAM_CELLS)],
+        ["classified as non-cancer cells", *(str(c[3]) for c in PURAM_CELLS)],
+        ["non-cancer cell type", *(c[4] for c in PURAM_CELLS)],
+    ]
+    rows += [
+        [f"'{g}'", *(f"{v:.4f}" for v in row)] for g, row in zip(PURAM_GENES, values, strict=True)
+    ]
+    text = "\n".join("\t".join(row) for row in rows) + "\n"
+    return {"GSE103322_HNSCC_all_data.txt.gz": gzip.compress(text.encode())}, values
+
+
+def test_gse103322_quoted_genes_and_patient_from_cell_id(server, tmp_path, tables):
+    payloads, values = puram_file(np.random.default_rng(3))
+    adata = download_and_read(server, tmp_path, "GSE103322", payloads, tables)
+    assert "PLP2" in adata.var_names
+    assert "'PLP2'" not in adata.var_names
+    # HN26 and HNSCC26 are one patient; the combo cell (no patient) and the unclassified cell go
+    assert sorted(adata.obs["patient"].unique()) == ["HN26", "HN28"]
+    assert adata.obs.loc["HNSCC26_P24_H05_S377_comb", "patient"] == "HN26"
+    assert "HNSCC_combo1_HNSCC_ComboP1_A01_S1_comb" not in adata.obs_names
+    assert "HN28_P7_A01_S9_comb" not in adata.obs_names
+    assert adata.n_obs == 8
+    assert adata.obs.loc["HN28_P15_D06_S330_comb", "sample"] == "HN28_lymph_node"
+    assert adata.obs.loc["HN28_P6_G05_S173_comb", "sample"] == "HN28_primary"
+    assert type_of(adata) == {
+        "T cell": "other", "-Fibroblast": "fibroblast", "cancer cell": "malignant",
+        "Macrophage": "myeloid", "Endothelial": "endothelial", "Fibroblast": "fibroblast", "Mast": "other",
+    }  # fmt: skip
+    assert value(adata, "HN26_P3_B02_S10_comb", "CD8A") == pytest.approx(values[5, 6], abs=1e-4)
+    assert adata.obs["classified  as cancer cell"].tolist().count(1) == 2  # authors' rows kept
+
+
+def test_misspelt_metadata_row_name_is_a_clear_error(server, tmp_path, tables):
+    payloads, _ = puram_file(np.random.default_rng(4))
+    entry = registry_entry("GSE103322", registry=REGISTRY)
+    entry["obs"]["label"]["rules"][0]["when"] = {"classified as cancer cell": "1"}  # one space
+    with pytest.raises(
+        ValueError, match=r"'classified as cancer cell'.*'classified  as cancer cell'"
+    ):
+        download_and_read(server, tmp_path, "GSE103322", payloads, tables, entry=entry)
+
+
+# --------------------------------------------------------------------------- #
+# GSE176078 (Wu 2021): tar.gz of Matrix Market files and metadata.csv
+# --------------------------------------------------------------------------- #
+WU_CELLS = [
+    ("CID3586_AAGACCTCAGCATGAG", "CID3586", "HER2+", "Endothelial ACKR1", "Endothelial"),
+    ("CID3586_AAGGTTCGTAGTACCT", "CID3586", "HER2+", "T cells CD8+", "T-cells"),
+    ("CID3586_ACCAGTAGTTGTGGCC", "CID3586", "HER2+", "Cancer Her2 SC", "Cancer Epithelial"),
+    ("CID4465_AAACGGGTCATCGATG", "CID4465", "TNBC", "Cycling T-cells", "T-cells"),
+    ("CID4465_AAAGATGAGGCCCTTG", "CID4465", "TNBC", "Cancer Basal SC", "Cancer Epithelial"),
+    ("CID4465_AACCATGTCTTGCATT", "CID4465", "TNBC", "Plasmablasts", "Plasmablasts"),
+    ("CID4465_ACGATGTCACATGACT", "CID4465", "TNBC", "A label nobody listed", "Unknown"),
+]
+WU_GENES = ["RP11-34P13.7", "FO538757.3", "PLP2", "CD8A", "KRT5", "SEPT7"]
+
+
+def wu_archive(tmp_path, rng):
+    counts = rng.integers(1, 30, size=(len(WU_GENES), len(WU_CELLS))) * (
+        rng.random((len(WU_GENES), len(WU_CELLS))) < 0.6
+    )
+    counts[WU_GENES.index("PLP2"), 2] = 77
+    counts = sp.csr_matrix(counts)
+    folder = tmp_path / "build" / "Wu_etal_2021_BRCA_scRNASeq"
+    folder.mkdir(parents=True)
+    scipy.io.mmwrite(folder / "count_matrix_sparse.mtx", sp.coo_matrix(counts), field="integer")
+    (folder / "count_matrix_genes.tsv").write_text("\n".join(WU_GENES) + "\n")
+    (folder / "count_matrix_barcodes.tsv").write_text("\n".join(c for c, *_ in WU_CELLS) + "\n")
+    header = ["", "orig.ident", "nCount_RNA", "nFeature_RNA", "percent.mito", "subtype",
+              "celltype_subset", "celltype_minor", "celltype_major"]  # fmt: skip
+    rows = [[c, p, 4000 + i, 1500 + i, 1.5, s, f"{minor} s1", minor, major]
+            for i, (c, p, s, minor, major) in enumerate(WU_CELLS)]  # fmt: skip
+    (folder / "metadata.csv").write_text(r_csv([header, *rows[::-1]]))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(folder, arcname="Wu_etal_2021_BRCA_scRNASeq")
+    return {"GSE176078_Wu_etal_2021_BRCA_scRNASeq.tar.gz": buffer.getvalue()}, counts.toarray()
+
+
+def test_gse176078_tar_of_matrix_market(server, tmp_path, tables, caplog):
+    payloads, counts = wu_archive(tmp_path, np.random.default_rng(5))
+    with caplog.at_level(logging.WARNING, logger="cd8exo.readers"):
+        adata = download_and_read(server, tmp_path, "GSE176078", payloads, tables)
+    assert adata.n_obs == len(WU_CELLS)
+    assert sorted(adata.obs["patient"].unique()) == ["CID3586", "CID4465"]
+    mapping = type_of(adata)
+    assert mapping["T cells CD8+"] == "CD8_T"
+    assert mapping["Cycling T-cells"] == "other"
+    assert mapping["Cancer Her2 SC"] == mapping["Cancer Basal SC"] == "malignant"
+    assert mapping["Plasmablasts"] == "plasma"
+    assert mapping["A label nobody listed"] == "other"
+    assert any("A label nobody listed" in r.getMessage() for r in caplog.records)  # never silent
+    assert value(adata, "CID3586_ACCAGTAGTTGTGGCC", "PLP2") == 77
+    assert value(adata, "CID4465_AACCATGTCTTGCATT", "CD8A") == counts[3, 5]
+    assert adata.obs.loc["CID4465_AAAGATGAGGCCCTTG", "celltype_major"] == "Cancer Epithelial"
+    # no unpacked files are left next to the archive
+    assert sorted(p.name for p in (tmp_path / "downloads" / "GSE176078").iterdir()) == [
+        "GSE176078_Wu_etal_2021_BRCA_scRNASeq.tar.gz"
+    ]
+
+
+# --------------------------------------------------------------------------- #
+# GSE131907 (Kim 2020): text UMI matrix + annotation table
+# --------------------------------------------------------------------------- #
+KIM_CELLS = [  # Index, Sample, Sample_Origin, Cell_type, Cell_type.refined, Cell_subtype
+    (
+        "AAACCTGAGAAACCAT_LUNG_N01",
+        "LUNG_N01",
+        "nLung",
+        "Epithelial cells",
+        "Epithelial cells",
+        "AT2",
+    ),
+    (
+        "AAACCTGCAGCTCGAC_LUNG_T06",
+        "LUNG_T06",
+        "tLung",
+        "Epithelial cells",
+        "Epithelial cells",
+        "Malignant cells",
+    ),
+    (
+        "AAACGGGAGCTGCAAG_LUNG_T06",
+        "LUNG_T06",
+        "tLung",
+        "T lymphocytes",
+        "T lymphocytes",
+        "Cytotoxic CD8+ T",
+    ),
+    (
+        "AAAGATGCAAGCCCAC_LUNG_T06",
+        "LUNG_T06",
+        "tLung",
+        "T lymphocytes",
+        "T lymphocytes",
+        "CD8+/CD4+ Mixed Th",
+    ),
+    ("AAAGCAAAGATGTGTA_LUNG_T06", "LUNG_T06", "tLung", "NK cells", "NK cells", "NA"),
+    (
+        "AACTCAGTCAGCTTAG_BRONCHO_58",
+        "BRONCHO_58",
+        "tL/B",
+        "Myeloid cells",
+        "Myeloid cells",
+        "mo-Mac",
+    ),
+    ("AACTCCCAGCGTTCCG_BRONCHO_58", "BRONCHO_58", "tL/B", "Fibroblasts", "Fibroblasts", "NA"),
+    (
+        "AACTCTTAGGACAGAA_BRONCHO_58",
+        "BRONCHO_58",
+        "tL/B",
+        "Epithelial cells",
+        "Epithelial cells",
+        "tS2",
+    ),
+    (
+        "AAGGAGCGTCTAGCCG_EBUS_10",
+        "EBUS_10",
+        "mLN",
+        "B lymphocytes",
+        "B lymphocytes",
+        "Follicular B cells",
+    ),
+]
+KIM_GENES = ["RP11-34P13.7", "PLP2", "CD8A", "EPCAM"]
+
+
+def test_gse131907_umi_text_matrix_keeps_tumour_samples(server, tmp_path, tables):
+    counts = np.random.default_rng(6).integers(0, 5, size=(len(KIM_GENES), len(KIM_CELLS)))
+    counts[2, 2] = 9
+    matrix = "Index\t" + "\t".join(c[0] for c in KIM_CELLS) + "\n"
+    matrix += "".join(
+        g + "\t" + "\t".join(map(str, row)) + "\n" for g, row in zip(KIM_GENES, counts, strict=True)
+    )
+    annotation = (
+        "Index\tBarcode\tSample\tSample_Origin\tCell_type\tCell_type.refined\tCell_subtype\n"
+    )
+    annotation += "".join("\t".join([c[0], c[0].split("_")[0], *c[1:]]) + "\n" for c in KIM_CELLS)
+    payloads = {
+        "GSE131907_Lung_Cancer_raw_UMI_matrix.txt.gz": gzip.compress(matrix.encode()),
+        "GSE131907_Lung_Cancer_cell_annotation.txt.gz": gzip.compress(annotation.encode()),
+    }
+    adata = download_and_read(server, tmp_path, "GSE131907", payloads, tables)
+    assert sorted(adata.obs["patient"].unique()) == ["BRONCHO_58", "LUNG_T06"]
+    assert set(adata.obs["Sample_Origin"]) == {"tLung", "tL/B"}
+    assert adata.n_obs == 7
+    assert type_of(adata) == {
+        "Malignant cells": "malignant", "Cytotoxic CD8+ T": "CD8_T", "CD8+/CD4+ Mixed Th": "other",
+        "NK cells": "NK", "mo-Mac": "myeloid", "Fibroblasts": "fibroblast", "tS2": "malignant",
+    }  # fmt: skip
+    assert value(adata, "AAACGGGAGCTGCAAG_LUNG_T06", "CD8A") == 9
+    # the cells of the excluded samples were never read: columns follow the kept cells
+    np.testing.assert_array_equal(
+        adata[:, "PLP2"].X.toarray().ravel(), counts[1, [1, 2, 3, 4, 5, 6, 7]]
+    )
+
+
+# --------------------------------------------------------------------------- #
+# TISCH2: <DS>_expression.h5 (10x-style) + <DS>_CellMetainfo_table.tsv
+# --------------------------------------------------------------------------- #
+TISCH_CELLS = [  # Cell, malignancy, major lineage, patient, sample
+    ("Mel79_AAAC", "Malignant cells", "Malignant", "Mel79", "Mel79_pre"),
+    ("Mel79_AAAG", "Immune cells", "CD8Tex", "Mel79", "Mel79_pre"),
+    ("Mel79_AACC", "Immune cells", "CD4Tconv", "Mel79", "Mel79_pre"),
+    ("Mel80_AAAC", "Immune cells", "CD8T", "Mel80", "Mel80_post"),
+    ("Mel80_AAGG", "Immune cells", "Mono/Macro", "Mel80", "Mel80_post"),
+    ("Mel80_ACGT", "Stromal cells", "Fibroblasts", "Mel80", "Mel80_post"),
+    ("Mel80_AGGT", "Malignant cells", "Malignant", "Mel80", "Mel80_post"),
+]
+TISCH_GENES = ["PLP2", "CD8A", "GZMB", "MLANA", "COL1A1"]
+
+
+def tisch_files(tmp_path, values):
+    path = tmp_path / "build.h5"
+    csc = sp.csc_matrix(values.T)  # genes x cells
+    with h5py.File(path, "w") as handle:
+        group = handle.create_group("matrix")
+        group["barcodes"] = np.array([c[0] for c in TISCH_CELLS], dtype="S")
+        group["data"] = csc.data.astype(np.float32)
+        group["indices"] = csc.indices
+        group["indptr"] = csc.indptr
+        group["shape"] = np.array(csc.shape)
+        features = group.create_group("features")
+        features["name"] = np.array(TISCH_GENES, dtype="S")
+        features["id"] = np.array(TISCH_GENES, dtype="S")
+        features["feature_type"] = np.array(["Gene Expression"] * len(TISCH_GENES), dtype="S")
+        features["genome"] = np.array(["GRCh38"] * len(TISCH_GENES), dtype="S")
+    meta = "Cell\tUMAP_1\tUMAP_2\tCluster\tCelltype (malignancy)\tCelltype (major-lineage)\tCelltype (minor-lineage)\tPatient\tSample\n"
+    meta += "".join(
+        f"{c}\t0.5\t-1.2\t{i}\t{mal}\t{major}\t{major}\t{p}\t{s}\n"
+        for i, (c, mal, major, p, s) in enumerate(TISCH_CELLS)
+    )
+    return {
+        "SKCM_GSE72056_expression.h5": path.read_bytes(),
+        "SKCM_GSE72056_CellMetainfo_table.tsv": meta.encode(),
+    }
+
+
+@pytest.mark.parametrize("scale", ["counts", "log1p_norm"])
+def test_tisch2_h5_and_metainfo(server, tmp_path, tables, scale):
+    rng = np.random.default_rng(7)
+    counts = rng.integers(0, 30, size=(len(TISCH_CELLS), len(TISCH_GENES))).astype(np.float64)
+    counts[:, 0] += 1
+    if scale == "counts":
+        values = counts
+    else:  # what TISCH2 may ship instead: ln(CP10k+1) over all genes
+        values = np.log1p(counts / counts.sum(axis=1, keepdims=True) * 1e4)
+    payloads = tisch_files(tmp_path, values)
+    adata = download_and_read(server, tmp_path, "TISCH2_SKCM_GSE72056", payloads, tables)
+    assert adata.uns["cd8exo"]["value_scale"] == scale  # detected (value_scale: auto)
+    assert type_of(adata) == {
+        "Malignant": "malignant", "CD8Tex": "CD8_T", "CD4Tconv": "CD4_T", "CD8T": "CD8_T",
+        "Mono/Macro": "myeloid", "Fibroblasts": "fibroblast",
+    }  # fmt: skip
+    assert adata.obs.loc["Mel80_AAAC", "sample"] == "Mel80_post"
+    assert value(adata, "Mel79_AAAG", "GZMB") == pytest.approx(values[1, 2], rel=1e-6)
+    assert ("counts" in adata.layers) == (scale == "counts")
+
+
+# --------------------------------------------------------------------------- #
+# CELLxGENE: schema obs mapping, and a portal h5ad
+# --------------------------------------------------------------------------- #
+def cellxgene_obs():
+    return pd.DataFrame(
+        {
+            "donor_id": ["D1", "D1", "D1", "D2", "D2", "D2", "D2", "D3"],
+            "cell_type": [
+                "malignant cell",
+                "CD8-positive, alpha-beta T cell",
+                "effector memory CD8-positive, alpha-beta T cell",
+                "CD4-positive, alpha-beta T cell",
+                "classical monocyte",
+                "natural killer cell",
+                "unknown",
+                "mature NK T cell",
+            ],
+            "tissue": ["skin of body"] * 8,
+            "disease": ["melanoma"] * 8,
+            "assay": ["10x 3' v3"] * 8,
+        },
+        index=[f"cell{i}" for i in range(8)],
+    )
+
+
+def test_map_cellxgene_obs_on_a_hand_made_frame():
+    obs = map_cellxgene_obs(cellxgene_obs())
+    assert "cell6" not in obs.index  # "unknown" is excluded
+    assert obs["cell_type"].tolist() == [
+        "malignant",
+        "CD8_T",
+        "CD8_T",
+        "CD4_T",
+        "myeloid",
+        "NK",
+        "other",
+    ]
+    assert obs["patient"].tolist() == ["D1", "D1", "D1", "D2", "D2", "D2", "D3"]
+    assert obs["sample"].tolist() == obs["patient"].tolist()  # no sample column: the donor
+    assert obs["malignant"].tolist() == [True, False, False, False, False, False, False]
+    assert (
+        obs.loc["cell2", "cell_type_original"] == "effector memory CD8-positive, alpha-beta T cell"
+    )
+    assert obs.loc["cell0", "disease"] == "melanoma"
+
+
+def test_cellxgene_h5ad_uses_raw_counts_and_feature_names(server, tmp_path, tables):
+    obs = cellxgene_obs()
+    obs["sample_id"] = ["S1", "S1", "S2", "S3", "S3", "S3", "S3", "S4"]
+    counts = np.random.default_rng(8).integers(0, 20, size=(8, 3)).astype(np.float32)
+    var = pd.DataFrame(
+        {"feature_name": ["TP53", "PLP2", "CD8A"]},
+        index=["ENSG00000141510", "ENSG00000102007", "ENSG00000153563"],
+    )
+    raw = ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=var)
+    normalised = raw.copy()
+    normalised.X = sp.csr_matrix(
+        np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32)
+    )
+    normalised.raw = raw
+    path = tmp_path / "build.h5ad"
+    normalised.write_h5ad(path)
+    version = "0123abcd-0000-4000-8000-00000000cafe"
+    adata = download_and_read(
+        server, tmp_path, f"CELLXGENE_{version}", {f"{version}.h5ad": path.read_bytes()}, tables
+    )
+    assert list(adata.var_names) == ["TP53", "PLP2", "CD8A"]
+    assert adata.uns["cd8exo"]["value_scale"] == "counts"
+    assert value(adata, "cell1", "CD8A") == counts[1, 2]
+    assert adata.obs.loc["cell2", "sample"] == "S2"
+    assert adata.obs.loc["cell1", "cell_type"] == "CD8_T"
+
+
+def test_census_query_needs_the_cellxgene_census_package(tmp_path):
+    pytest.importorskip  # noqa: B018 - documents that the package is absent here
+    from cd8exo.download import DownloadError, fetch_census
+
+    entry = registry_entry("CENSUS_0123abcd-0000-4000-8000-00000000cafe", registry=REGISTRY)
+    try:
+        import cellxgene_census  # noqa: F401
+    except ModuleNotFoundError:
+        with pytest.raises(DownloadError, match="cellxgene-census"):
+            fetch_census(entry["census"], tmp_path / "x.h5ad", lock_file=None)
+    else:  # pragma: no cover - the package is not in the workflow environment
+        pytest.skip("cellxgene-census is installed; the query itself needs the network")
+
+
+# --------------------------------------------------------------------------- #
+# The real test data, read through the same code, keep the authors' labels
+# --------------------------------------------------------------------------- #
+needs_shared = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason="../shared/reference/data absent"
+)
+
+
+@needs_shared
+def test_real_wu2021_cid4465_keeps_the_authors_labels(tmp_path, tables):
+    folder = SHARED_DATA / "wu2021_CID4465"
+    entry = registry_entry("wu2021_CID4465", registry=REGISTRY)
+    paths = fetch_dataset(entry, tmp_path, lock_file=None, local_dir=folder)  # verified by sha256
+    adata = read_public("wu2021_CID4465", paths, entry, symbol_tables=tables)
+    authors = pd.read_csv(folder / "obs.tsv", sep="\t", index_col="cell")
+    assert adata.n_obs == 1564
+    assert (
+        adata.obs["cell_type_original"].astype(str)
+        == authors.loc[adata.obs_names, "celltype_minor"]
+    ).all()
+    assert set(adata.obs["patient"]) == {"CID4465"}
+    assert (
+        (adata.obs["cell_type"] == "CD8_T").sum()
+        == 35
+        == (authors["celltype_minor"] == "T cells CD8+").sum()
+    )
+    malignant = adata.obs_names[adata.obs["malignant"]]
+    assert len(malignant) == 124
+    assert set(authors.loc[malignant, "celltype_major"]) == {"Cancer Epithelial"}
+    # counts equal the Matrix Market file's, gene by gene
+    genes = pd.read_csv(folder / "genes.tsv.gz", header=None)[0].tolist()
+    mtx = sp.csr_matrix(scipy.io.mmread(folder / "matrix.mtx.gz"))
+    for gene in ("CD8A", "PLP2", "EPCAM"):
+        np.testing.assert_array_equal(
+            adata[:, gene].layers["counts"].toarray().ravel(),
+            mtx[genes.index(gene)].toarray().ravel(),
+        )
+
+
+@needs_shared
+def test_real_tirosh2016_oligodendroglioma_keeps_the_authors_labels(tmp_path, tables):
+    folder = SHARED_DATA / "tirosh2016_oligodendroglioma"
+    entry = registry_entry("tirosh2016_oligodendroglioma", registry=REGISTRY)
+    paths = fetch_dataset(entry, tmp_path, lock_file=None, local_dir=folder)
+    adata = read_public("tirosh2016_oligodendroglioma", paths, entry, symbol_tables=tables)
+    labels = pd.read_csv(
+        folder / "oligodendroglioma_annotations_downsampled.txt", sep="\t", header=None, index_col=0
+    )[1]
+    reference = pd.read_csv(folder / "obs.tsv", sep="\t", index_col="cell", dtype=str)
+    assert adata.n_obs == 184
+    assert (adata.obs["cell_type_original"].astype(str) == labels.loc[adata.obs_names]).all()
+    assert (adata.obs["patient"].astype(str) == reference.loc[adata.obs_names, "patient"]).all()
+    assert adata.obs["malignant"].sum() == 142
+    assert sorted(adata.obs.loc[adata.obs["malignant"], "patient"].unique()) == [
+        "93",
+        "97",
+        "MGH36",
+        "MGH53",
+    ]
+    assert (adata.obs["malignant"] == (reference.loc[adata.obs_names, "malignant"] == "True")).all()
+    # linear TPM-like values stored as log2(TPM/10+1); pseudobulk gets the file's values back
+    assert adata.uns["cd8exo"]["value_scale"] == "log2_tpm10"
+    assert adata.uns["cd8exo"]["value_scale_original"] == "tpm"
+    table = pd.read_csv(
+        folder / "oligodendroglioma_expression_downsampled.counts.matrix.gz", sep="\t", index_col=0
+    )
+    np.testing.assert_allclose(
+        linear_values(adata[:, "A2M"]).toarray().ravel(),
+        table.loc["A2M", adata.obs_names],
+        rtol=1e-4,
+        atol=1e-3,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# Value scales, the schema check, the registry
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="module")
+def scales():
+    rng = np.random.default_rng(9)
+    counts = rng.negative_binomial(2, 0.3, size=(300, 400)).astype(np.float64)
+    counts[:, 0] += 1
+    tpm = counts / counts.sum(axis=1, keepdims=True) * 1e6
+    return {
+        "counts": counts,
+        "tpm": tpm,
+        "log2_tpm10": np.log2(tpm / 10 + 1),
+        "ln_cp10k": np.log1p(counts / counts.sum(axis=1, keepdims=True) * 1e4),
+        "ln_cpm": np.log1p(tpm),
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("counts", "counts"),
+        ("tpm", "tpm"),
+        ("log2_tpm10", "log2_tpm10"),
+        ("ln_cp10k", "log1p_norm"),
+        ("ln_cpm", "log1p_norm"),
+    ],
+)
+def test_detect_value_scale(scales, name, expected):
+    assert detect_value_scale(sp.csr_matrix(scales[name])) == expected
+
+
+def _mini_entry(value_scale):
+    entry = registry_entry("tirosh2016_oligodendroglioma", registry=REGISTRY)
+    entry["value_scale"] = value_scale
+    return entry
+
+
+def _write_mini(tmp_path, values):
+    cells = [f"P{i % 3}_C{i}" for i in range(values.shape[0])]
+    genes = [f"GENE{j}" for j in range(values.shape[1])]
+    frame = pd.DataFrame(values.T, index=genes, columns=cells)
+    matrix = tmp_path / "oligodendroglioma_expression_downsampled.counts.matrix.gz"
+    frame.to_csv(matrix, sep="\t", compression="gzip")
+    annotation = tmp_path / "oligodendroglioma_annotations_downsampled.txt"
+    annotation.write_text("".join(f"{c}\tmalignant_{c[:2]}\n" for c in cells))
+    return {"matrix": matrix, "annotation": annotation}
+
+
+@pytest.mark.parametrize(
+    ("declared", "data", "message"),
+    [
+        ("tpm", "log2_tpm10", "look log-transformed already"),
+        ("log2_tpm10", "tpm", "they are linear"),
+        ("log1p_norm", "tpm", "they are linear"),
+        ("counts", "ln_cp10k", "look log-transformed"),
+    ],
+)
+def test_declared_scale_contradicted_by_the_values_is_refused(
+    tmp_path, tables, scales, declared, data, message
+):
+    files = _write_mini(tmp_path, scales[data][:30, :50])
+    with pytest.raises(ValueError, match=message):
+        read_public("mini", files, _mini_entry(declared), symbol_tables=tables)
+
+
+def test_tpm_is_logged_once_and_undone_exactly(tmp_path, tables, scales):
+    files = _write_mini(tmp_path, scales["tpm"][:30, :50])
+    adata = read_public("mini", files, _mini_entry("tpm"), symbol_tables=tables)
+    np.testing.assert_allclose(
+        adata.X.toarray(), np.log2(scales["tpm"][:30, :50] / 10 + 1), rtol=1e-5
+    )
+    np.testing.assert_allclose(linear_values(adata).toarray(), scales["tpm"][:30, :50], rtol=1e-4)
+
+
+def _valid():
+    obs = pd.DataFrame(
+        {
+            "patient": pd.Categorical(["P1", "P2"]),
+            "sample": pd.Categorical(["S1", "S2"]),
+            "cell_type": pd.Categorical(["CD8_T", "malignant"], categories=CELL_TYPES),
+            "cell_type_original": pd.Categorical(["T.CD8", "Mal"]),
+            "malignant": [False, True],
+        },
+        index=["c1", "c2"],
+    )
+    x = sp.csr_matrix(np.array([[1, 0], [2, 3]], dtype=np.float32))
+    return ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=["PLP2", "CD8A"]),
+                      uns={"cd8exo": {"dataset": "toy", "value_scale": "counts"}})  # fmt: skip
+
+
+def test_check_harmonised_accepts_the_contract():
+    check_harmonised(_valid())
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (lambda a: a.obs.pop("patient"), "lacks the column 'patient'"),
+        (lambda a: a.obs.__setitem__("malignant", ["no", "yes"]), "'malignant'.* not bool"),
+        (lambda a: a.obs.__setitem__("sample", ["S1", "S2"]), "'sample'.* not category"),
+        (
+            lambda a: setattr(a, "X", sp.csr_matrix(np.array([[1, 0], [-2, 3]], dtype=np.float32))),
+            "negative values",
+        ),
+        (
+            lambda a: setattr(
+                a, "X", sp.csr_matrix(np.array([[1, 0], [np.nan, 3]], dtype=np.float32))
+            ),
+            "NaN",
+        ),
+        (lambda a: setattr(a, "X", a.X.toarray()), "not a CSR"),
+        (lambda a: setattr(a, "X", sp.csr_matrix(a.X, dtype=np.float64)), "not float32"),
+        (lambda a: a.uns["cd8exo"].__setitem__("value_scale", "tpm"), "value_scale"),
+        (
+            lambda a: a.obs.__setitem__("cell_type", pd.Categorical(["CD8", "malignant"])),
+            "outside the vocabulary",
+        ),
+    ],
+)
+def test_check_harmonised_names_the_problem(breakage, message):
+    adata = _valid()
+    breakage(adata)
+    with pytest.raises(ValueError, match=f"dataset toy: .*{message}"):
+        check_harmonised(adata)
+
+
+def test_check_harmonised_catches_duplicate_symbols():
+    adata = _valid()
+    adata.var_names = ["PLP2", "PLP2"]
+    with pytest.raises(ValueError, match="var_names are not unique"):
+        check_harmonised(adata)
+
+
+def test_every_registry_entry_resolves_and_is_valid():
+    for dataset_id in REGISTRY["datasets"]:
+        entry = registry_entry(dataset_id, registry=REGISTRY)
+        assert entry["citation"].strip()
+        for spec in entry["files"].values():
+            assert spec["filename"]
+    entry = registry_entry("GSE115978", registry=REGISTRY)
+    assert entry["files"]["matrix"]["url"].startswith(
+        "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE115nnn/"
+    )
+    assert (
+        registry_entry("wu2021_CID4465", registry=REGISTRY)["cell_types"]["T cells CD8+"] == "CD8_T"
+    )
+
+
+def test_unknown_dataset_and_bad_entries_are_clear_errors():
+    with pytest.raises(ValueError, match=r"GSE000000.*TISCH2"):
+        registry_entry("GSE000000", registry=REGISTRY)
+    broken = copy.deepcopy(REGISTRY)
+    broken["datasets"]["GSE115978"]["cell_types"]["T.CD8"] = "CD8"
+    with pytest.raises(ValueError, match=r"'T\.CD8' to 'CD8', not in"):
+        registry_entry("GSE115978", registry=broken)
+    broken["datasets"]["GSE115978"]["format"] = "excel"
+    with pytest.raises(ValueError, match="format 'excel' is not one of"):
+        registry_entry("GSE115978", registry=broken)
+
+
+def test_derive_obs_unmatched_patient_is_an_error_unless_excluded():
+    obs = pd.DataFrame({"label": ["a", "b"]}, index=["HN1_x", "weird"])
+    entry = {"id": "t", "obs": {"patient": {"column": "@cell", "regex": "^HN(\\d+)_"}, "label": {"column": "label"}},
+             "cell_types": {"a": "malignant", "b": "B"}}  # fmt: skip
+    with pytest.raises(ValueError, match=r"1 cells have no patient.*'weird'.*unmatched: exclude"):
+        derive_obs(obs, entry)
+    entry["obs"]["patient"]["unmatched"] = "exclude"
+    assert derive_obs(obs, entry)["patient"].tolist() == ["1"]
