@@ -17,6 +17,7 @@ from cd8exo.download import (
     NotDataError,
     OfflineError,
     fetch,
+    fetch_dataset,
     read_lock,
     record_checksum,
     sha256sum,
@@ -269,3 +270,42 @@ def test_relative_dest_folder_is_created(server, tmp_path, monkeypatch):
     url = server.add("q.csv.gz", PAYLOAD)
     fetch(url, Path("deep/er/q.csv.gz"), lock_file=None, **FAST)
     assert (tmp_path / "deep/er/q.csv.gz").read_bytes() == PAYLOAD
+
+
+def test_registry_size_mismatch_is_kept_aside(server, tmp_path):
+    url = server.add("r.csv.gz", PAYLOAD)
+    dest = tmp_path / "r.csv.gz"
+    with pytest.raises(ChecksumError, match=f"has {len(PAYLOAD)} bytes, the registry says 10"):
+        fetch(url, dest, size=10, lock_file=tmp_path / "lock.tsv", **FAST)
+    assert not dest.exists()
+    assert [p.read_bytes() for p in tmp_path.glob("r.csv.gz.bad-*")] == [PAYLOAD]
+    assert not (tmp_path / "lock.tsv").exists()  # a wrong file is never recorded
+
+
+def test_fetch_dataset_brings_every_file_and_stops_offline(server, tmp_path):
+    entry = {
+        "files": {
+            "matrix": {
+                "url": server.add("m.csv.gz", PAYLOAD),
+                "filename": "m.csv.gz",
+                "sha256": PAYLOAD_SHA,
+            },
+            "annotation": {
+                "url": server.add("a.tsv", b"cell\tlabel\n"),
+                "filename": "a.tsv",
+                "sha256": None,
+            },
+        }
+    }
+    paths = fetch_dataset(entry, tmp_path / "GSEX", lock_file=tmp_path / "lock.tsv", **FAST)
+    assert paths == {
+        "matrix": tmp_path / "GSEX" / "m.csv.gz",
+        "annotation": tmp_path / "GSEX" / "a.tsv",
+    }
+    assert paths["matrix"].read_bytes() == PAYLOAD
+    assert set(read_lock(tmp_path / "lock.tsv")) == {
+        "a.tsv"
+    }  # the registry sha256 needs no lock line
+    offline = {"files": {"matrix": {"url": closed_port_url("n.csv.gz"), "filename": "n.csv.gz"}}}
+    with pytest.raises(OfflineError, match=str(tmp_path / "by_hand")):
+        fetch_dataset(offline, tmp_path / "GSEY", lock_file=None, local_dir=tmp_path / "by_hand")
