@@ -855,3 +855,23 @@ def test_derive_obs_unmatched_patient_is_an_error_unless_excluded():
         derive_obs(obs, entry)
     entry["obs"]["patient"]["unmatched"] = "exclude"
     assert derive_obs(obs, entry)["patient"].tolist() == ["1"]
+
+
+def test_text_matrix_with_bom_crlf_and_trailing_tabs(tmp_path, tables):
+    # the same oligodendroglioma layout, written by a Windows tool: BOM, CRLF, a trailing tab
+    cells = ["MGH1_P1_A01", "MGH1_P1_A02", "MGH2_P1_A03"]
+    lines = ["\ufeff" + "\t".join(cells) + "\t", "PLP2\t1.5\t0\t30.25\t", "CD8A\t0\t2.5\t0\t"]
+    matrix = tmp_path / "oligodendroglioma_expression_downsampled.counts.matrix.gz"
+    matrix.write_bytes(gzip.compress("\r\n".join(lines).encode() + b"\r\n"))
+    annotation = tmp_path / "oligodendroglioma_annotations_downsampled.txt"
+    annotation.write_bytes(b"\xef\xbb\xbfMGH1_P1_A01\tmalignant_MGH1\r\nMGH1_P1_A02\tMicroglia/Macrophage\r\n"
+                           b"MGH2_P1_A03\tmalignant_MGH2\r\n")  # fmt: skip
+    entry = registry_entry("tirosh2016_oligodendroglioma", registry=REGISTRY)
+    adata = read_public(
+        "mini", {"matrix": matrix, "annotation": annotation}, entry, symbol_tables=tables
+    )
+    assert list(adata.obs_names) == cells
+    assert list(adata.obs["patient"]) == ["MGH1", "MGH1", "MGH2"]
+    np.testing.assert_allclose(
+        linear_values(adata[:, "PLP2"]).toarray().ravel(), [1.5, 0, 30.25], rtol=1e-5
+    )

@@ -590,8 +590,8 @@ def _is_gzip(path: Path) -> bool:
 
 def _open_text(path: Path) -> IO[str]:
     if _is_gzip(path):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _unquote(text: str) -> str:
@@ -618,6 +618,9 @@ def _read_text_layout(path: Path, *, sep: str, metadata_rows: int) -> _TextLayou
         except StopIteration:
             msg = f"{path}: the file ends before its header, {metadata_rows} metadata rows and a gene row."
             raise ValueError(msg) from None
+    if header and reference and header[-1] == "" and reference[-1] == "":
+        # a trailing separator on every line: an empty last field that is no cell
+        header, reference, rows = header[:-1], reference[:-1], [row[:-1] for row in rows]
     if len(reference) == len(header) + 1:
         corner, cells = False, header
     elif len(reference) == len(header):
@@ -695,6 +698,7 @@ def _read_annotation(path: Path, spec: Mapping[str, Any]) -> pd.DataFrame:
         sep=spec.get("sep", "\t"),
         dtype=str,
         keep_default_na=False,
+        encoding="utf-8-sig",
         header=0 if header else None,
         names=None if header else spec["columns"],
         compression="gzip" if _is_gzip(path) else None,
