@@ -352,7 +352,7 @@ def regenerated():
 
 @pytest.mark.parametrize(
     ("index", "h5ad", "tables_prefix", "n_patients"),
-    [(0, "demo_cohort.h5ad", "", 16), (1, "demo_cohort_b.h5ad", "demo_cohort_b.", 12)],
+    [(0, "demo_cohort.h5ad", "", 16), (1, "demo_cohort_b.h5ad", "demo_cohort_b.", 24)],
 )
 def test_bundled_demo_equals_a_fresh_regeneration(
     regenerated, index, h5ad, tables_prefix, n_patients
@@ -386,7 +386,7 @@ def test_bundled_demo_meets_its_specification():
     assert demo.n_obs >= 4000
     assert demo.n_vars >= 2000 + 100  # background genes plus the requested ones
     demo_b = ad.read_h5ad(DEMO / "demo_cohort_b.h5ad", backed="r")
-    assert demo_b.obs["donor_id"].nunique() == 12
+    assert demo_b.obs["donor_id"].nunique() == 24
     assert demo_b.uns["simulation"]["effect_size"] < demo.uns["simulation"]["effect_size"]
     # a standard QC (>= 200 genes, < 20% mitochondrial reads) removes exactly the low-quality cells
     counts, pct_mt, genes = qc_metrics(demo.to_memory())

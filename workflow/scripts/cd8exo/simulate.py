@@ -896,7 +896,7 @@ def build_demo(
     """Simulate the two bundled demo cohorts from the curated resources.
 
     ``demo_cohort`` (16 patients, 4,800 cells, effect 0.5, seed ``seed``) and
-    ``demo_cohort_b`` (12 patients, 3,000 cells, effect 0.3, seed ``seed_b``), both with the
+    ``demo_cohort_b`` (24 patients, 4,000 cells, effect 0.3, seed ``seed_b``), both with the
     sender sets of ``gene_sets/senders.gmt`` (activation = Chu2023_CD8_c2_Teff,
     Cytotoxic_cells_Danaher2017, Exosome_biogenesis_core_curated; independent =
     Tcell_exhaustion_SignatuR), the targets of ``targets/targets.tsv`` and 2,000 background
@@ -942,8 +942,8 @@ def build_demo(
     )
     cohort_b = simulate_cohort(
         **common,
-        n_patients=12,
-        n_cells=3000,
+        n_patients=24,
+        n_cells=4000,
         effect_size=0.3,
         rng=seed_b,
         name="demo_cohort_b",
