@@ -15,8 +15,8 @@ value) this module gives
 
 Everything random takes an ``rng`` (a seed or a :class:`numpy.random.Generator`).
 The work is vectorised over all targets of one signature: bootstrap resamples and
-permutations are drawn once per signature and shared by its targets, so one
-target's results do not depend on which other targets are in the table.
+permutations are drawn once per signature (per set of complete patients) and shared
+by its targets, so a target's draws do not depend on how many targets share them.
 
 Spearman's rho is Pearson's r on average ranks (ties share their mean rank), the
 definition used by :func:`scipy.stats.spearmanr`.
@@ -904,8 +904,10 @@ def association_table(
 
     Randomness: one child generator is spawned from ``rng`` per signature (in column
     order); all targets of a signature with the same patients share its bootstrap
-    resamples and permutations. The table is therefore identical for the same ``rng``
-    seed, and a signature's results do not depend on the other signatures' targets.
+    resamples and permutations (targets with other missing patients get their own
+    draws, from the same child, in a fixed order). The table is therefore identical for
+    the same ``rng`` seed and inputs, and a signature's results do not depend on the
+    other signatures' values.
 
     Parameters
     ----------
