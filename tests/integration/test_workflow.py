@@ -125,8 +125,8 @@ def test_users_own_h5ad_with_other_columns_and_labels(small_cohort, tmp_path):
         ],
     )
     run_snakemake(
-        tmp_path, "--cores", "2", "--configfile", "config/config.yaml",
-        "results/summary/associations.tsv",
+        tmp_path, "results/summary/associations.tsv", "--cores", "2",
+        "--configfile", "config/config.yaml",
     )
     assoc = pd.read_csv(tmp_path / "results/summary/associations.tsv", sep="\t")
     row = assoc.set_index(["signature", "target"]).loc[("Chu2023_CD8_c2_Teff", "PLP2")]

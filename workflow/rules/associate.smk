@@ -4,19 +4,26 @@
 rule associate_patients:
     input:
         patients="results/aggregate_patients/{dataset}.patients.tsv",
+        random_sets="results/score_random_sets/{dataset}.tsv.gz",
     output:
         table="results/associate_patients/{dataset}.associations.tsv",
     params:
         dataset="{dataset}",
         min_patients=config["association"]["min_patients"],
+        family=config["association"]["family"],
+        n_boot=config["association"]["n_boot"],
+        ci_level=config["association"]["ci_level"],
+        n_perm=config["association"]["n_perm"],
+        covariates=config["association"]["covariates"],
+        seed=config["seed"],
     log:
         "logs/associate_patients/{dataset}.log",
     benchmark:
         "benchmarks/associate_patients/{dataset}.tsv"
-    threads: 1  # a few hundred rank correlations
+    threads: 1  # vectorised over the targets of each signature
     resources:
-        mem_mb=1000,  # patient-level tables only
-        runtime=10,
+        mem_mb=2000,  # bootstrap and permutation index arrays over patients
+        runtime=30,
     conda:
         "../../envs/stats.yaml"
     script:
@@ -71,3 +78,27 @@ rule check_truth:
         "../../envs/stats.yaml"
     script:
         "../scripts/check_truth.py"
+
+
+rule meta_analysis:
+    input:
+        associations="results/summary/associations.tsv",
+    output:
+        table=report(
+            "results/summary/meta_analysis.tsv",
+            caption="../report/meta_analysis.rst",
+            category="6. Meta-analysis",
+            labels={"table": "random-effects meta-analysis across datasets"},
+        ),
+    params:
+        level=config["association"]["ci_level"],
+    log:
+        "logs/meta_analysis/all.log",
+    threads: 1  # one small weighted sum per (signature, target)
+    resources:
+        mem_mb=1000,  # small tables
+        runtime=10,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/meta_analysis.py"

@@ -24,6 +24,7 @@ try:
         read_datasets(config["datasets"]),
         load_schema(SCHEMAS / "datasets.schema.yaml"),
         source=config["datasets"],
+        registry=config["download"]["registry"],
     )
 except ConfigError as error:
     sys.stderr.write(f"cd8exo: {error}\n")
@@ -49,6 +50,55 @@ def dataset_inputs(wildcards):
     return files
 
 
+def public_datasets():
+    """Datasets named by a registry_id (downloaded, verified and read by the registry entry)."""
+    if "registry_id" not in DATASETS.columns:
+        return []
+    return [d for d, rid in DATASETS["registry_id"].items() if isinstance(rid, str)]
+
+
+def local_datasets():
+    """Datasets read from a local path."""
+    return [d for d in DATASETS.index if d not in public_datasets()]
+
+
+def one_of(ids):
+    """A wildcard constraint matching exactly these ids (nothing when there are none)."""
+    return "|".join(ids) if ids else "(?!)"
+
+
+_REGISTRY = {}  # the dataset registry, read on first use
+
+
+def registry_entry_of(wildcards):
+    """The resolved registry entry of a public dataset (the registry is read once)."""
+    from cd8exo.readers import load_registry, registry_entry
+
+    if "registry" not in _REGISTRY:
+        _REGISTRY["registry"] = load_registry(config["download"]["registry"])
+    return registry_entry(
+        DATASETS.loc[wildcards.dataset, "registry_id"], registry=_REGISTRY["registry"]
+    )
+
+
+def download_folder(wildcards):
+    """Where a public dataset's files are kept (never a Snakemake output: never deleted)."""
+    return str(Path(config["download"]["folder"]) / wildcards.dataset)
+
+
+def public_dataset_inputs(wildcards):
+    """The download manifest of a public dataset and the gene-symbol tables."""
+    genome = Path(workflow.basedir) / "resources" / "genome"
+    return {
+        # ancient: re-verifying the files (e.g. after a change of download settings)
+        # rewrites the manifest but changes no data; a changed file means a changed
+        # registry entry, which reruns prepare_public_dataset through its params
+        "manifest": ancient(f"results/download_dataset/{wildcards.dataset}.files.tsv"),
+        "hgnc_aliases": str(genome / "hgnc_alias_table.tsv.gz"),
+        "ensembl_symbols": str(genome / "gencode_v48_genes_homo_sapiens.csv.gz"),
+    }
+
+
 def truth_datasets():
     """Datasets with a planted truth (simulated cohorts)."""
     return [d for d, row in DATASETS.iterrows() if isinstance(row.get("truth"), str)]
@@ -68,6 +118,8 @@ def final_outputs():
     outputs = expand(per_dataset, dataset=DATASETS.index)
     outputs.append("results/summary/associations.tsv")
     outputs.append("results/summary/patients.tsv")
+    outputs.append("results/summary/meta_analysis.tsv")
+    outputs.append("results/plots/meta/forest")
     if truth_datasets():
         outputs.append("results/summary/truth_check.tsv")
     return outputs

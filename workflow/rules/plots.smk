@@ -96,3 +96,30 @@ rule plot_scatters:
         "../../envs/stats.yaml"
     script:
         "../scripts/plot_scatters.py"
+
+
+rule plot_forests:
+    input:
+        associations="results/summary/associations.tsv",
+        meta="results/summary/meta_analysis.tsv",
+    output:
+        folder=report(
+            directory("results/plots/meta/forest"),
+            patterns=["{signature}__{target}.png"],
+            caption="../report/forest.rst",
+            category="6. Meta-analysis",
+            subcategory="forest plots",
+            labels={"signature": "{signature}", "target": "{target}"},
+        ),
+    params:
+        level=config["association"]["ci_level"],
+    log:
+        "logs/plot_forests/all.log",
+    threads: 1  # one small figure per pair, drawn in sequence
+    resources:
+        mem_mb=1000,  # small tables
+        runtime=20,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/plot_forests.py"

@@ -12,6 +12,9 @@ rule prepare_dataset:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:
         "benchmarks/prepare_dataset/{dataset}.tsv"
+    wildcard_constraints:
+        # rows with a registry_id are prepared by prepare_public_dataset (download.smk)
+        dataset=one_of(local_datasets()),
     threads: 1  # reading and relabelling is single-threaded
     resources:
         mem_mb=4000,  # one dataset's matrix held twice (as read, harmonised)

@@ -31,3 +31,29 @@ rule score_signatures:
         "../../envs/scanpy.yaml"
     script:
         "../scripts/score_signatures.py"
+
+
+rule score_random_sets:
+    input:
+        h5ad="results/filter_cells/{dataset}.h5ad",
+        gmt=config["signatures"]["gmt"],
+    output:
+        scores="results/score_random_sets/{dataset}.tsv.gz",
+    params:
+        include=config["signatures"]["include"],
+        n_sets=config["association"]["n_random_sets"],
+        n_bins=config["scoring"]["n_bins"],
+        ctrl_size=config["scoring"]["ctrl_size"],
+        seed=config["seed"],
+    log:
+        "logs/score_random_sets/{dataset}.log",
+    benchmark:
+        "benchmarks/score_random_sets/{dataset}.tsv"
+    threads: 1  # one sparse matrix product per signature's random sets
+    resources:
+        mem_mb=6000,  # the matrix plus cells x random-sets scores of one signature
+        runtime=60,
+    conda:
+        "../../envs/scanpy.yaml"
+    script:
+        "../scripts/score_random_sets.py"

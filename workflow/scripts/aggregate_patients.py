@@ -3,7 +3,13 @@
 import anndata as ad
 import pandas as pd
 
-from cd8exo.aggregate import patient_counts, receiver_expression, select_patients, sender_scores
+from cd8exo.aggregate import (
+    median_counts,
+    patient_counts,
+    receiver_expression,
+    select_patients,
+    sender_scores,
+)
 from cd8exo.io import read_targets, write_table
 from cd8exo.log import log_to
 from cd8exo.tables import patient_table
@@ -13,7 +19,7 @@ with log_to(snakemake.log[0]):
     scores = pd.read_csv(snakemake.input.scores, sep="\t", index_col="cell")
     genes = list(dict.fromkeys([*read_targets(snakemake.input.targets)["gene"],
                                 *snakemake.params.extra_targets]))
-    counts = patient_counts(adata.obs)
+    counts = patient_counts(adata.obs).join(median_counts(adata))
     _, excluded = select_patients(
         counts,
         min_cd8_cells=snakemake.params.min_cd8_cells,

@@ -21,5 +21,6 @@ with log_to(snakemake.log[0]):
             target=row.target,
             rho=row.rho,
             q_value=row.q_value,
+            ci=(row.ci_low, row.ci_high),
         )
         save_figure(fig, str(out / f"{row.signature}__{row.target}.png"))

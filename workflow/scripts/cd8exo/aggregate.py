@@ -209,3 +209,18 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str], *, what: str) 
     if missing:
         msg = f"The {what} lack column(s) {missing}; available: {list(frame.columns)}."
         raise ValueError(msg)
+
+
+def median_counts(adata: ad.AnnData) -> pd.Series:
+    """Median total counts (linear scale) per cell of each patient, a per-patient covariate.
+
+    Sequencing depth differs between patients and can drive both a CD8 score and a
+    pseudobulk value; the statistics can adjust for it (partial correlation).
+    """
+    from .qc import qc_metrics
+
+    totals = qc_metrics(adata)["total"]
+    patients = adata.obs["patient"].astype(str).to_numpy()
+    medians = totals.groupby(patients, sort=True).median()
+    medians.index.name = "patient"
+    return medians.rename("median_counts")

@@ -121,6 +121,7 @@ def association_scatter(
     target: str,
     rho: float,
     q_value: float,
+    ci: tuple[float, float] | None = None,
     ax=None,
 ) -> Figure:
     """Patient-level scatter of a sender score against a target's pseudobulk, with a least-squares line."""
@@ -139,7 +140,10 @@ def association_scatter(
         ax.plot(grid, intercept + slope * grid, color="#c44e52", lw=1.5, zorder=2)
     ax.set_xlabel(f"{signature}\n(mean score in CD8 T cells)", fontsize=8)
     ax.set_ylabel(f"{target} in malignant cells\n(pseudobulk log2 CPM+1)", fontsize=8)
-    ax.set_title(f"Spearman rho = {rho:.2f}, q = {q_value:.2g}, n = {int(ok.sum())}", fontsize=8)
+    interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci is not None and np.isfinite(ci).all() else ""
+    ax.set_title(
+        f"Spearman rho = {rho:.2f}{interval}, q = {q_value:.2g}, n = {int(ok.sum())}", fontsize=8
+    )
     fig.tight_layout()
     return fig
 

@@ -12,7 +12,14 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-__all__ = ["SCORE_PREFIX", "EXPR_PREFIX", "patient_table", "split_patient_table", "concatenate"]
+__all__ = [
+    "EXPR_PREFIX",
+    "SCORE_PREFIX",
+    "concatenate",
+    "patient_covariates",
+    "patient_table",
+    "split_patient_table",
+]
 
 SCORE_PREFIX = "score:"
 EXPR_PREFIX = "expr:"
@@ -76,3 +83,18 @@ def concatenate(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
     if not tables:
         return pd.DataFrame()
     return pd.concat(tables, ignore_index=True, sort=False)
+
+
+def patient_covariates(table: pd.DataFrame, *, columns) -> pd.DataFrame | None:
+    """Per-patient covariates (included patients) for the partial correlation; None when none chosen."""
+    if not columns:
+        return None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        msg = (
+            f"covariate(s) {', '.join(missing)} are not in the patient table; "
+            f"available: {', '.join(c for c in table.columns if ':' not in c)}"
+        )
+        raise ValueError(msg)
+    included = table[table["included"].astype(str).str.lower() == "true"]
+    return included.set_index("patient")[list(columns)].astype(float)

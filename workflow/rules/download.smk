@@ -1,0 +1,61 @@
+# Stage 0 of public datasets (dataset-sheet rows with a registry_id): download and verify
+# the files the registry names, then read and harmonise them into the same
+# results/prepare_dataset/{dataset}.h5ad a local dataset gives, so every later stage is shared.
+#
+# The data files live in <download.folder>/{dataset}/ (resources/datasets/downloads/ by
+# default) and are deliberately NOT Snakemake outputs: Snakemake deletes the outputs of a
+# failed or rerun job, and a good multi-gigabyte download must never be lost. The rule's
+# output is a small manifest of the verified files; cd8exo.download.fetch writes each file
+# under a temporary name, renames it only when whole and verified, resumes partial files and
+# keeps bad ones aside.
+
+
+rule download_dataset:
+    output:
+        manifest="results/download_dataset/{dataset}.files.tsv",
+    params:
+        entry=registry_entry_of,
+        folder=download_folder,
+        lock_file=config["download"]["lock_file"],
+        local_dir=config["download"]["local_dir"],
+        retries=config["download"]["retries"],
+        backoff=config["download"]["backoff"],
+        timeout=config["download"]["timeout"],
+    log:
+        "logs/download_dataset/{dataset}.log",
+    wildcard_constraints:
+        dataset=one_of(public_datasets()),
+    # on a cluster, compute nodes often have no internet: download on the submitting host
+    localrule: True
+    threads: 1  # network-bound
+    resources:
+        mem_mb=500,  # streamed to disk in 1 MB chunks
+        runtime=240,  # large GEO files over a slow link
+    conda:
+        "../../envs/scanpy.yaml"
+    script:
+        "../scripts/download_dataset.py"
+
+
+rule prepare_public_dataset:
+    input:
+        unpack(public_dataset_inputs),
+    output:
+        h5ad="results/prepare_dataset/{dataset}.h5ad",
+    params:
+        dataset="{dataset}",
+        entry=registry_entry_of,
+    log:
+        "logs/prepare_public_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_public_dataset/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=one_of(public_datasets()),
+    threads: 1  # text and Matrix Market parsing is single-threaded
+    resources:
+        mem_mb=16000,  # up to ~200,000 cells (GSE131907): sparse values, read in chunks, held twice
+        runtime=120,
+    conda:
+        "../../envs/scanpy.yaml"
+    script:
+        "../scripts/prepare_public_dataset.py"

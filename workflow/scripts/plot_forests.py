@@ -1,0 +1,24 @@
+"""Rule plot_forests: one forest plot per (signature, target) tested in any dataset."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from cd8exo.log import log_to
+from cd8exo.meta import forest_plot
+from cd8exo.plotting import save_figure
+
+with log_to(snakemake.log[0]):
+    associations = pd.read_csv(snakemake.input.associations, sep="\t")
+    meta = pd.read_csv(snakemake.input.meta, sep="\t")
+    out = Path(snakemake.output.folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for row in meta.itertuples():
+        fig = forest_plot(
+            associations,
+            meta,
+            signature=row.signature,
+            target=row.target,
+            level=snakemake.params.level,
+        )
+        save_figure(fig, str(out / f"{row.signature}__{row.target}.png"))

@@ -1,0 +1,19 @@
+"""Rule prepare_public_dataset: read a downloaded public dataset by its registry entry and harmonise it."""
+
+from cd8exo.download import read_manifest
+from cd8exo.genes import load_symbol_tables
+from cd8exo.io import write_h5ad
+from cd8exo.log import log_to
+from cd8exo.readers import read_public
+
+with log_to(snakemake.log[0]) as logger:
+    adata = read_public(
+        snakemake.params.dataset,
+        read_manifest(snakemake.input.manifest),
+        snakemake.params.entry,
+        symbol_tables=load_symbol_tables(
+            snakemake.input.hgnc_aliases, snakemake.input.ensembl_symbols
+        ),
+    )
+    logger.info("harmonised %s: %d cells x %d genes", snakemake.params.dataset, adata.n_obs, adata.n_vars)
+    write_h5ad(adata, snakemake.output.h5ad)
