@@ -13,5 +13,10 @@ with log_to(snakemake.log[0]) as logger:
         backoff=snakemake.params.backoff,
         timeout=snakemake.params.timeout,
     )
-    logger.info("%s: %d verified file(s) in %s", snakemake.wildcards.dataset, len(paths), snakemake.params.folder)
+    logger.info(
+        "%s: %d verified file(s) in %s",
+        snakemake.wildcards.dataset,
+        len(paths),
+        snakemake.params.folder,
+    )
     write_manifest(paths, snakemake.output.manifest)

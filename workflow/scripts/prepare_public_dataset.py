@@ -15,5 +15,7 @@ with log_to(snakemake.log[0]) as logger:
             snakemake.input.hgnc_aliases, snakemake.input.ensembl_symbols
         ),
     )
-    logger.info("harmonised %s: %d cells x %d genes", snakemake.params.dataset, adata.n_obs, adata.n_vars)
+    logger.info(
+        "harmonised %s: %d cells x %d genes", snakemake.params.dataset, adata.n_obs, adata.n_vars
+    )
     write_h5ad(adata, snakemake.output.h5ad)

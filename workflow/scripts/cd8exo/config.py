@@ -95,9 +95,14 @@ def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> s
         sub = _schema_at(schema, [*error.absolute_path, missing])
         desc = f" ({sub['description']})" if "description" in sub else ""
         where_txt = f" in '{where}'" if error.absolute_path else ""
-        return f"required key '{missing}' is missing{where_txt}{desc}"
+        return f"required key '{missing}' is missing{where_txt}{desc}{_branch_hint(error)}"
+    if kind == "not" and isinstance(error.schema, Mapping) and "description" in error.schema:
+        # a key that must stay empty in this kind of entry; the schema says why
+        return f"key '{where}' {error.schema['description']}"
     if kind == "type":
-        return f"key '{where}' must be of type {error.validator_value}, got {error.instance!r}{hint}"
+        return (
+            f"key '{where}' must be of type {error.validator_value}, got {error.instance!r}{hint}"
+        )
     if kind == "enum":
         allowed = ", ".join(repr(v) for v in error.validator_value)
         return f"key '{where}' must be one of {allowed}, got {error.instance!r}{hint}"
@@ -114,6 +119,45 @@ def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> s
     if kind in {"minItems", "maxItems", "minLength", "uniqueItems"}:
         return f"key '{where}': {error.message}{hint}"
     return f"key '{where}': {error.message}{hint}"
+
+
+def _branch_hint(error: jsonschema.ValidationError) -> str:
+    """The description of the if/then/else branch an error comes from (``""`` if none)."""
+    inside_branch = len(error.absolute_schema_path) > 1
+    if inside_branch and isinstance(error.schema, Mapping) and "description" in error.schema:
+        return f"; {' '.join(str(error.schema['description']).split())}"
+    return ""
+
+
+def _describe_all(errors: list[jsonschema.ValidationError], schema: Mapping[str, Any]) -> list[str]:
+    """One sentence per problem.
+
+    The keys missing from one ``required`` list share a sentence, and so do the keys one
+    if/then branch forbids (``not: {}`` with a ``description`` saying why).
+    """
+    groups: dict[tuple, list[jsonschema.ValidationError]] = {}
+    for error in errors:
+        if error.validator == "required" and "'" in error.message:
+            key = ("required", tuple(error.absolute_path), tuple(error.absolute_schema_path))
+        elif error.validator == "not" and "description" in error.schema and error.absolute_path:
+            branch = tuple(error.absolute_schema_path)[:-3]  # ... then, properties, <key>, not
+            key = ("not", tuple(error.absolute_path)[:-1], branch, error.schema["description"])
+        else:
+            key = ("single", id(error))
+        groups.setdefault(key, []).append(error)
+    lines = []
+    for key, group in groups.items():
+        if len(group) == 1:
+            lines.append(_describe(group[0], schema))
+            continue
+        if key[0] == "not":
+            names = ", ".join(repr(str(e.absolute_path[-1])) for e in group)
+            lines.append(f"keys {names} {' '.join(str(key[3]).split())}")
+            continue
+        names = ", ".join(repr(e.message.split("'")[1]) for e in group)
+        where_txt = f" in '{_key(group[0].absolute_path)}'" if group[0].absolute_path else ""
+        lines.append(f"required keys {names} are missing{where_txt}{_branch_hint(group[0])}")
+    return lines
 
 
 def validate_config(
@@ -143,7 +187,7 @@ def validate_config(
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(filled), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        lines = "\n".join(f"  - {_describe(e, schema)}" for e in errors)
+        lines = "\n".join(f"  - {line}" for line in _describe_all(errors, schema))
         msg = f"invalid configuration in {source}:\n{lines}"
         raise ConfigError(msg)
     return filled
@@ -168,8 +212,14 @@ def validate_datasets(
     *,
     source: str = "datasets.tsv",
     base_dir: str | Path = ".",
+    registry: str | Path | None = None,
 ) -> pd.DataFrame:
     """Validate each row of the dataset sheet and check that the files it names exist.
+
+    A row is either a **public dataset** (``registry_id`` naming an entry of the dataset
+    registry; ``dataset`` defaults to it, and the local columns must stay empty) or a
+    **local dataset** (``path`` and the columns saying how to read it). The files of a
+    public dataset are downloaded later, so only its ``truth`` file is checked here.
 
     Parameters
     ----------
@@ -181,10 +231,13 @@ def validate_datasets(
         File name shown in messages.
     base_dir
         Folder relative paths are resolved against (the workflow's working directory).
+    registry
+        The dataset registry (``resources/datasets/registry.yaml``) every ``registry_id``
+        must resolve in (with :func:`cd8exo.readers.registry_entry`); ``None`` skips that check.
 
     Returns
     -------
-    The sheet indexed by ``dataset`` with schema defaults filled in.
+    The sheet indexed by ``dataset``; local rows have the schema defaults filled in.
 
     Raises
     ------
@@ -203,18 +256,27 @@ def validate_datasets(
         problems.append("no dataset rows; add one row per dataset")
     validator = jsonschema.Draft202012Validator(schema)
     rows = []
+    public: list[tuple[int, dict[str, Any]]] = []  # valid registry rows, with their row number
     base = Path(base_dir)
     for i, raw in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
         row = {k: v for k, v in raw.items() if v != "" and k in allowed}
-        row = fill_defaults(row, schema)
+        if "registry_id" in row:
+            # defaults describe how to read a local file; a registry entry says that itself
+            row.setdefault("dataset", row["registry_id"])
+        else:
+            row = fill_defaults(row, schema)
         where = f"row {i} (dataset {row.get('dataset', '?')!r})"
         errs = list(validator.iter_errors(row))
-        for e in errs:
-            text = _describe(e, schema).replace("key '", "column '")
+        for text in _describe_all(errs, schema):
+            text = text.replace("key '", "column '").replace("keys '", "columns '")
             problems.append(f"{where}: {text}")
         if not errs:
             problems.extend(f"{where}: {p}" for p in _check_files(row, base))
+            if "registry_id" in row:
+                public.append((i, row))
         rows.append(row)
+    if registry is not None and public:
+        problems.extend(_check_registry_ids(public, registry))
     ids = [r.get("dataset") for r in rows]
     dups = sorted({d for d in ids if d is not None and ids.count(d) > 1})
     if dups:
@@ -226,8 +288,33 @@ def validate_datasets(
     return pd.DataFrame(rows).set_index("dataset", drop=False)
 
 
+def _check_registry_ids(
+    public: list[tuple[int, dict[str, Any]]], registry: str | Path
+) -> list[str]:
+    """Problems with the ``registry_id`` of (row number, row) pairs: unknown id, bad entry."""
+    # imported here: reading the registry needs the scientific stack, a local sheet does not
+    from cd8exo.readers import load_registry, registry_entry
+
+    try:
+        content = load_registry(registry)
+    except (FileNotFoundError, ValueError) as error:
+        return [f"column 'registry_id': {error} (set `download: registry:` in the config)"]
+    problems = []
+    for i, row in public:
+        try:
+            registry_entry(row["registry_id"], registry=content)
+        except ValueError as error:
+            problems.append(f"row {i} (dataset {row['dataset']!r}): column 'registry_id': {error}")
+    return problems
+
+
 def _check_files(row: Mapping[str, Any], base: Path) -> list[str]:
     problems = []
+    if "registry_id" in row:
+        # a public dataset: its files are downloaded and verified by the workflow
+        if "truth" in row and not (base / row["truth"]).is_file():
+            problems.append(f"column 'truth': file {row['truth']!r} does not exist")
+        return problems
     path = base / row["path"]
     if row["format"] == "10x_mtx":
         if not path.is_dir():

@@ -78,14 +78,17 @@ __all__ = [
     "fetch_dataset",
     "lookup_checksum",
     "read_lock",
+    "read_manifest",
     "record_checksum",
     "sha256sum",
+    "write_manifest",
 ]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LOCK_FILE = Path("resources/datasets/checksums.lock.tsv")
 LOCK_COLUMNS = ("filename", "sha256", "size_bytes", "url", "recorded_utc")
+MANIFEST_COLUMNS = ("role", "path", "size_bytes")
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _MAGIC = {
     ".gz": (b"\x1f\x8b", "gzip"),
@@ -222,8 +225,8 @@ def _offline_message(url: str, *, reason: object, folder: Path, filename: str) -
     return (
         f"cannot reach the server for {url} ({reason}); is this machine offline? "
         f"Download the file by hand and put it in {folder}/ as '{filename}', or point "
-        "the workflow's `local_dir` setting at a folder that holds it; it is verified "
-        "against the registry or lock-file checksum before use."
+        "the `local_dir` setting (in the workflow config: `download: local_dir:`) at a folder "
+        "that holds it; it is verified against the registry or lock-file checksum before use."
     )
 
 
@@ -709,3 +712,71 @@ def fetch_census(
         )
     os.replace(part, dest)
     return dest
+
+
+def write_manifest(paths: Mapping[str, str | Path], dest: str | Path) -> Path:
+    """Write the files of a fetched dataset (role, path, size) as a TSV, atomically.
+
+    The workflow's download rule declares this small table as its output instead of the
+    data files themselves, so Snakemake never deletes or overwrites a download.
+
+    Parameters
+    ----------
+    paths
+        Role -> verified file, as :func:`fetch_dataset` returns it.
+    dest
+        The manifest to write (``<dest>.part`` first, renamed when whole).
+
+    Returns
+    -------
+    ``dest``.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    with open(part, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(MANIFEST_COLUMNS)
+        for role, path in paths.items():
+            writer.writerow([role, str(path), Path(path).stat().st_size])
+    os.replace(part, dest)
+    return dest
+
+
+def read_manifest(path: str | Path) -> dict[str, Path]:
+    """Read a manifest written by :func:`write_manifest` and check its files are unchanged.
+
+    Parameters
+    ----------
+    path
+        The manifest TSV.
+
+    Returns
+    -------
+    Role -> file, ready for :func:`cd8exo.readers.read_public`.
+
+    Raises
+    ------
+    DownloadError
+        When a listed file is gone or its size changed since it was verified (the message
+        says to delete the manifest so the workflow fetches and verifies the file again).
+    """
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    files: dict[str, Path] = {}
+    for row in rows:
+        file = Path(row["path"])
+        if not file.is_file():
+            problem = "is gone"
+        elif file.stat().st_size != int(row["size_bytes"]):
+            problem = f"has {file.stat().st_size} bytes, not the {row['size_bytes']} verified"
+        else:
+            files[row["role"]] = file
+            continue
+        msg = (
+            f"the {row['role']} file {file} listed in {path} {problem}; delete {path} and "
+            "run the workflow again to fetch and verify the file again."
+        )
+        raise DownloadError(msg)
+    return files

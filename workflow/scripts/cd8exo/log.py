@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cd8exo.download import DownloadError
+
 __all__ = ["log_to"]
 
 
@@ -17,10 +19,11 @@ __all__ = ["log_to"]
 def log_to(path: str | Path, *, level: int = logging.INFO) -> Iterator[logging.Logger]:
     """Send the package's logging (and warnings) to ``path`` for the duration of a rule.
 
-    A ``ValueError`` or ``FileNotFoundError`` raised inside is a problem with the user's
-    data or configuration: its message goes to standard error and to the log, the full
-    traceback only to the log, and the process exits with status 1 so Snakemake stops
-    the job (and removes its incomplete outputs).
+    A ``ValueError``, ``FileNotFoundError`` or :class:`cd8exo.download.DownloadError` (no
+    network, a checksum mismatch, an HTML page instead of data) raised inside is a problem
+    with the user's data, configuration or connection, not a bug: its message goes to
+    standard error and to the log, the full traceback only to the log, and the process
+    exits with status 1 so Snakemake stops the job (and removes its incomplete outputs).
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, mode="w")
@@ -33,7 +36,7 @@ def log_to(path: str | Path, *, level: int = logging.INFO) -> Iterator[logging.L
     logger = logging.getLogger("cd8exo")
     try:
         yield logger
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, DownloadError) as error:
         logger.error("%s", error)
         logger.debug("%s", traceback.format_exc())
         handler.stream.write(traceback.format_exc())
