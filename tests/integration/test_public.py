@@ -591,6 +591,16 @@ def test_server_down_stops_fast_and_local_dir_is_the_way_out(tmp_path):
     assert (mine / name).read_bytes() == payloads[name]
     assert lock_entries(tmp_path) == {name: sha256(payloads[name])}
     assert prepared(tmp_path, "GSE72056").n_obs == 8
+    # a verified file that later goes missing is named, with the way to fetch it again
+    (mine / name).rename(tmp_path / name)
+    again = run_snakemake(
+        tmp_path, target, "--cores", "1", "--configfile", "config/config.yaml",
+        "--forcerun", "prepare_public_dataset", check=False,
+    )  # fmt: skip
+    assert again.returncode == 1
+    no_traceback(again)
+    manifest = "results/download_dataset/GSE72056.files.tsv"
+    assert f"listed in {manifest} is gone; delete {manifest}" in again.stderr
 
 
 # --------------------------------------------------------------------------- #

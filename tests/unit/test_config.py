@@ -121,14 +121,20 @@ def test_good_sheet_with_defaults(files):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"path": "missing.h5ad"}, "row 2 (dataset 'cohort_1'): column 'path': file 'missing.h5ad' does not exist"),
+        (
+            {"path": "missing.h5ad"},
+            "row 2 (dataset 'cohort_1'): column 'path': file 'missing.h5ad' does not exist",
+        ),
         ({"label_map": "nope.tsv"}, "column 'label_map': file 'nope.tsv' does not exist"),
         ({"format": "loom"}, "column 'format' must be one of 'h5ad', '10x_mtx', got 'loom'"),
         ({"value_scale": "tpm"}, "column 'value_scale' must be one of"),
         ({"dataset": "my data"}, "column 'dataset' must match the pattern"),
         ({"patient_column": ""}, "required column 'patient_column' is missing"),
         ({"format": "10x_mtx", "path": "tenx"}, "required column 'cell_table' is missing"),
-        ({"format": "10x_mtx", "cell_table": "cells.tsv"}, "is not a folder; format '10x_mtx' expects a folder"),
+        (
+            {"format": "10x_mtx", "cell_table": "cells.tsv"},
+            "is not a folder; format '10x_mtx' expects a folder",
+        ),
     ],
 )
 def test_bad_sheet_row_is_named(files, change, expected):
@@ -153,5 +159,151 @@ def test_10x_row_with_cell_table_is_valid(files):
 
 
 def test_missing_sheet_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="dataset sheet .* does not exist"):
+    with pytest.raises(ConfigError, match=r"dataset sheet .* does not exist"):
         read_datasets(tmp_path / "none.tsv")
+
+
+# --------------------------------------------------------------------------- #
+# Public datasets: rows naming a registry_id, and the download settings
+# --------------------------------------------------------------------------- #
+REGISTRY = ROOT / "resources" / "datasets" / "registry.yaml"
+
+
+def test_registry_row_is_one_line_and_takes_no_local_defaults(files):
+    rows = [{"registry_id": "GSE115978"}, {**GOOD}]
+    table = validate_datasets(
+        _sheet(files, rows), DATASETS_SCHEMA, base_dir=files, registry=REGISTRY
+    )
+    assert list(table.index) == ["GSE115978", "cohort_1"]  # the id defaults to the registry id
+    public = table.loc["GSE115978"].dropna().to_dict()
+    assert public == {"dataset": "GSE115978", "registry_id": "GSE115978"}
+    assert table.loc["cohort_1", "value_scale"] == "auto"  # local rows still get defaults
+
+
+def test_registry_row_may_name_its_own_dataset_id_and_template_ids(files):
+    rows = [
+        {"dataset": "melanoma", "registry_id": "GSE115978"},
+        {"registry_id": "TISCH2_SKCM_GSE72056"},
+    ]
+    table = validate_datasets(
+        _sheet(files, rows), DATASETS_SCHEMA, base_dir=files, registry=REGISTRY
+    )
+    assert table.loc["melanoma", "registry_id"] == "GSE115978"
+    assert "TISCH2_SKCM_GSE72056" in table.index
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        # a registry row that also describes a local file: which columns must go, and why
+        (
+            {"registry_id": "GSE115978", "format": "h5ad", "path": "data.h5ad"},
+            "row 2 (dataset 'GSE115978'): columns 'format', 'path' must be empty in a row with "
+            "a registry_id (the registry entry says how to read a public dataset); remove "
+            "registry_id to describe a local dataset instead",
+        ),
+        (
+            {"registry_id": "GSE115978", "label_map": "labels.tsv"},
+            "column 'label_map' must be empty in a row with a registry_id",
+        ),
+        # a row that is neither kind: one sentence naming both ways out
+        (
+            {"dataset": "x", "description": "forgot everything"},
+            "row 2 (dataset 'x'): required columns 'format', 'path', 'patient_column', "
+            "'cell_type_column', 'label_map' are missing; a local dataset needs format, path, "
+            "patient_column, cell_type_column and label_map; a public dataset needs only registry_id",
+        ),
+        ({"registry_id": "GSE 115978"}, "column 'registry_id' must match the pattern"),
+        (
+            {"registry_id": "GSE0"},
+            "row 2 (dataset 'GSE0'): column 'registry_id': dataset 'GSE0' is not in",
+        ),
+        ({"registry_id": "TISCH2_"}, "or ids matching the templates"),
+        (
+            {"registry_id": "GSE115978", "truth": "none.tsv"},
+            "column 'truth': file 'none.tsv' does not exist",
+        ),
+    ],
+)
+def test_bad_registry_row_is_named(files, row, expected):
+    with pytest.raises(ConfigError) as info:
+        validate_datasets(_sheet(files, [row]), DATASETS_SCHEMA, base_dir=files, registry=REGISTRY)
+    assert expected in str(info.value)
+
+
+def test_local_row_missing_one_column_says_what_a_row_needs(files):
+    row = {key: value for key, value in GOOD.items() if key != "label_map"}
+    with pytest.raises(ConfigError) as info:
+        validate_datasets(_sheet(files, [row]), DATASETS_SCHEMA, base_dir=files)
+    message = str(info.value)
+    assert "required column 'label_map' is missing" in message
+    assert "a public dataset needs only registry_id" in message
+    assert message.count("\n  - ") == 1
+
+
+def test_registry_rows_need_no_files_and_skip_the_10x_rule(files):
+    # no file named by the row exists yet: a public dataset is downloaded later
+    table = validate_datasets(
+        _sheet(files, [{"registry_id": "GSE176078"}]), DATASETS_SCHEMA, base_dir=files
+    )
+    assert "cell_table" not in table.columns
+
+
+def test_missing_registry_is_a_clear_error(files, tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"dataset registry .*nowhere.yaml not found.*`download: registry:`"
+    ):
+        validate_datasets(
+            _sheet(files, [{"registry_id": "GSE115978"}]), DATASETS_SCHEMA, base_dir=files,
+            registry=tmp_path / "nowhere.yaml",
+        )  # fmt: skip
+
+
+def test_local_sheet_never_reads_the_registry(files, tmp_path):
+    table = validate_datasets(
+        _sheet(files, [GOOD]), DATASETS_SCHEMA, base_dir=files, registry=tmp_path / "nowhere.yaml"
+    )
+    assert list(table.index) == ["cohort_1"]
+
+
+def test_download_settings_have_documented_defaults():
+    filled = validate_config({"datasets": "x.tsv"}, CONFIG_SCHEMA)
+    assert filled["download"] == {
+        "registry": "resources/datasets/registry.yaml",
+        "folder": "resources/datasets/downloads",
+        "local_dir": None,
+        "lock_file": "resources/datasets/checksums.lock.tsv",
+        "retries": 5,
+        "backoff": 2.0,
+        "timeout": 60,
+    }
+    for key, sub in CONFIG_SCHEMA["properties"]["download"]["properties"].items():
+        assert sub.get("description"), key
+
+
+@pytest.mark.parametrize(
+    ("download", "expected"),
+    [
+        ({"local_dri": "x"}, "unknown key(s) 'local_dri' under 'download'"),
+        ({"retries": -1}, "key 'download.retries' must be >= 0, got -1"),
+        ({"timeout": 0}, "key 'download.timeout' must be > 0, got 0"),
+        ({"local_dir": 3}, "key 'download.local_dir' must be of type ['string', 'null'], got 3"),
+    ],
+)
+def test_bad_download_settings_are_named(download, expected):
+    with pytest.raises(ConfigError) as info:
+        validate_config({"datasets": "x.tsv", "download": download}, CONFIG_SCHEMA)
+    assert expected in str(info.value)
+
+
+def test_public_config_is_valid_and_names_three_registry_datasets():
+    config = yaml.safe_load((ROOT / "config/public.yaml").read_text())
+    filled = validate_config(config, CONFIG_SCHEMA, source="config/public.yaml")
+    sheet = read_datasets(ROOT / filled["datasets"])
+    table = validate_datasets(
+        sheet, DATASETS_SCHEMA, base_dir=ROOT, registry=ROOT / filled["download"]["registry"]
+    )
+    assert {"GSE115978"} < set(table["registry_id"])
+    assert len(table) >= 3
+    # GSE72056 shares ~60% of its cells with GSE115978: never both
+    assert not {"GSE72056", "GSE115978"} <= set(table["registry_id"])
