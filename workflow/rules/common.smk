@@ -91,8 +91,9 @@ def public_dataset_inputs(wildcards):
     genome = Path(workflow.basedir) / "resources" / "genome"
     return {
         # ancient: re-verifying the files (e.g. after a change of download settings)
-        # rewrites the manifest but changes no data; a changed file means a changed
-        # registry entry, which reruns prepare_public_dataset through its params
+        # rewrites the manifest but changes no data, so it must not re-read the dataset;
+        # a changed registry entry reruns prepare_public_dataset through its params, and
+        # a file accepted anew needs --forcerun prepare_public_dataset (README)
         "manifest": ancient(f"results/download_dataset/{wildcards.dataset}.files.tsv"),
         "hgnc_aliases": str(genome / "hgnc_alias_table.tsv.gz"),
         "ensembl_symbols": str(genome / "gencode_v48_genes_homo_sapiens.csv.gz"),
@@ -102,6 +103,17 @@ def public_dataset_inputs(wildcards):
 def truth_datasets():
     """Datasets with a planted truth (simulated cohorts)."""
     return [d for d, row in DATASETS.iterrows() if isinstance(row.get("truth"), str)]
+
+
+def screen_gene_set_files():
+    """The GMT files of the tumour-side screen; a relative path missing from the working
+    directory is the workflow's own copy (the default Hallmark file ships with cd8exo)."""
+    files = []
+    for path in config["screen"]["gmt"]:
+        bundled = Path(workflow.basedir) / path
+        use_bundled = not Path(path).is_absolute() and not Path(path).exists() and bundled.exists()
+        files.append(str(bundled) if use_bundled else path)
+    return files
 
 
 def final_outputs():
@@ -122,4 +134,13 @@ def final_outputs():
     outputs.append("results/plots/meta/forest")
     if truth_datasets():
         outputs.append("results/summary/truth_check.tsv")
+    if config["screen"]["enabled"]:
+        outputs += expand(
+            [
+                "results/screen_tumour_genes/{dataset}.ranked.tsv.gz",
+                "results/screen_tumour_genes/{dataset}.prerank.tsv",
+                "results/plots/{dataset}/top_programs.png",
+            ],
+            dataset=DATASETS.index,
+        )
     return outputs
