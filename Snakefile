@@ -20,6 +20,7 @@ include: "workflow/rules/qc.smk"
 include: "workflow/rules/scoring.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/associate.smk"
+include: "workflow/rules/screen.smk"
 include: "workflow/rules/plots.smk"
 
 

@@ -105,6 +105,17 @@ def truth_datasets():
     return [d for d, row in DATASETS.iterrows() if isinstance(row.get("truth"), str)]
 
 
+def screen_gene_set_files():
+    """The GMT files of the tumour-side screen; a relative path missing from the working
+    directory is the workflow's own copy (the default Hallmark file ships with cd8exo)."""
+    files = []
+    for path in config["screen"]["gmt"]:
+        bundled = Path(workflow.basedir) / path
+        use_bundled = not Path(path).is_absolute() and not Path(path).exists() and bundled.exists()
+        files.append(str(bundled) if use_bundled else path)
+    return files
+
+
 def final_outputs():
     """Everything `rule all` asks for."""
     per_dataset = [
@@ -123,4 +134,13 @@ def final_outputs():
     outputs.append("results/plots/meta/forest")
     if truth_datasets():
         outputs.append("results/summary/truth_check.tsv")
+    if config["screen"]["enabled"]:
+        outputs += expand(
+            [
+                "results/screen_tumour_genes/{dataset}.ranked.tsv.gz",
+                "results/screen_tumour_genes/{dataset}.prerank.tsv",
+                "results/plots/{dataset}/top_programs.png",
+            ],
+            dataset=DATASETS.index,
+        )
     return outputs

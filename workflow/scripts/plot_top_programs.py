@@ -1,0 +1,16 @@
+"""Rule plot_top_programs: the top preranked-GSEA gene sets of every signature, as a dot plot."""
+
+import pandas as pd
+
+from cd8exo.log import log_to
+from cd8exo.plotting import save_figure
+from cd8exo.screen import top_programs_figure
+
+with log_to(snakemake.log[0]):
+    enrichment = pd.read_csv(snakemake.input.enrichment, sep="\t")
+    fig = top_programs_figure(
+        enrichment,
+        n=snakemake.params.n_top,
+        title=f"{snakemake.wildcards.dataset}: top {snakemake.params.n_top} gene sets per signature",
+    )
+    save_figure(fig, snakemake.output.png)

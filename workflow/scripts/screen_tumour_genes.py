@@ -1,0 +1,31 @@
+"""Rule screen_tumour_genes: every expressed malignant-cell gene ranked against each signature, then preranked GSEA."""
+
+import anndata as ad
+import pandas as pd
+
+from cd8exo.io import read_gmt, write_table
+from cd8exo.log import log_to
+from cd8exo.screen import combine_gene_sets, malignant_pseudobulk, prerank, rank_genes
+from cd8exo.tables import split_patient_table
+
+with log_to(snakemake.log[0]):
+    patients = pd.read_csv(snakemake.input.patients, sep="\t", dtype={"patient": str})
+    sender, _ = split_patient_table(patients, included_only=True)
+    pseudobulk = malignant_pseudobulk(
+        ad.read_h5ad(snakemake.input.h5ad),
+        patients=sender.index,
+        min_cells_fraction=snakemake.params.min_cells_fraction,
+        min_cpm=snakemake.params.min_cpm,
+    )
+    ranked = rank_genes(sender, pseudobulk, min_patients=snakemake.params.min_patients)
+    enrichment = prerank(
+        ranked,
+        combine_gene_sets({path: read_gmt(path) for path in snakemake.input.gmt}),
+        permutations=snakemake.params.permutations,
+        rng=snakemake.params.seed,
+        min_size=snakemake.params.min_size,
+        max_size=snakemake.params.max_size,
+        threads=snakemake.threads,
+    )
+    write_table(ranked, snakemake.output.ranked)
+    write_table(enrichment, snakemake.output.prerank)
