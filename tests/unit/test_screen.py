@@ -71,6 +71,19 @@ def test_pseudobulk_unknown_patient_and_nothing_expressed_are_errors(contract_ad
         malignant_pseudobulk(contract_adata, min_cells_fraction=1.5)
 
 
+def test_no_included_patient_gives_empty_tables_not_an_error(contract_adata, caplog):
+    with caplog.at_level(logging.WARNING, logger="cd8exo.screen"):
+        pseudobulk = malignant_pseudobulk(contract_adata, patients=[])
+        ranked = rank_genes(pd.DataFrame({"S": []}, dtype=float), pseudobulk)
+        enrichment = prerank(ranked, {"A": ["X"]}, permutations=10)
+    assert pseudobulk.empty
+    assert ranked.empty
+    assert list(ranked.columns) == list(RANKED_COLUMNS)
+    assert enrichment.empty
+    assert list(enrichment.columns) == list(ENRICHMENT_COLUMNS)
+    assert "No patients given" in caplog.text
+
+
 # --------------------------------------------------------------------------------------
 # rank_genes
 # --------------------------------------------------------------------------------------

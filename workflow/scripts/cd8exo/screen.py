@@ -145,7 +145,8 @@ def malignant_pseudobulk(
 
     Returns
     -------
-    Patients x kept genes, ``log2(CPM + 1)``; patients sorted, genes in ``var`` order.
+    Patients x kept genes, ``log2(CPM + 1)``; patients sorted, genes in ``var`` order
+    (empty, with a warning, when ``patients`` is empty).
 
     Raises
     ------
@@ -163,6 +164,9 @@ def malignant_pseudobulk(
     cell_patients = adata.obs["patient"].astype(str).to_numpy()
     if patients is not None:
         patients = [str(p) for p in patients]
+        if not patients:
+            logger.warning("No patients given (none included?): the screen has nothing to rank")
+            return pd.DataFrame(index=pd.Index([], name="patient", dtype=str))
         have = set(cell_patients[malignant])
         missing = [p for p in patients if p not in have]
         if missing:
@@ -180,7 +184,8 @@ def malignant_pseudobulk(
     subset = adata[malignant]
     detected = np.asarray((linear_values(subset) > 0).sum(axis=0)).ravel() / subset.n_obs
     pseudobulk = receiver_expression(subset, genes=subset.var_names)
-    median_cpm = np.median(np.exp2(pseudobulk.to_numpy(float)) - 1.0, axis=0)
+    with np.errstate(invalid="ignore"):
+        median_cpm = np.nanmedian(np.exp2(pseudobulk.to_numpy(float)) - 1.0, axis=0)
     keep = (detected >= min_cells_fraction) & (median_cpm >= min_cpm)
     logger.info(
         "%d of %d genes expressed in the malignant cells of %d patients "
@@ -243,6 +248,9 @@ def rank_genes(
     ranks on (= ``rho``). Genes constant over the patients (no rho) are left out and
     named in the log.
     """
+    if sender.empty or pseudobulk.empty:
+        logger.warning("No patients or no genes to rank (the screen's tables stay empty)")
+        return pd.DataFrame(columns=list(RANKED_COLUMNS))
     common = sender.index.intersection(pseudobulk.index)
     for what, frame in (("sender scores", sender), ("malignant pseudobulk", pseudobulk)):
         left_out = frame.index.difference(common)
