@@ -13,6 +13,9 @@ __all__ = ["umap_coordinates"]
 
 logger = logging.getLogger(__name__)
 
+#: Above this many cells the kNN graph uses approximate neighbours (pynndescent).
+EXACT_NEIGHBOURS_MAX_CELLS = 50_000
+
 
 def umap_coordinates(
     adata: ad.AnnData,
@@ -49,8 +52,14 @@ def umap_coordinates(
     sc.pp.highly_variable_genes(work, n_top_genes=n_top, flavor="seurat", subset=True)
     sc.pp.scale(work, max_value=10)
     n_comps = int(min(n_pcs, work.n_vars - 1, work.n_obs - 1))
-    sc.tl.pca(work, n_comps=n_comps, random_state=rng)
-    sc.pp.neighbors(work, n_neighbors=n_neighbors, n_pcs=n_comps, random_state=rng)
+    # randomized SVD: the figure needs the leading components only, and it is several
+    # times faster than ARPACK on a dense scaled matrix
+    sc.tl.pca(work, n_comps=n_comps, random_state=rng, svd_solver="randomized")
+    # exact neighbours (sklearn) are fast below ~50k cells and avoid compiling pynndescent
+    transformer = "sklearn" if work.n_obs <= EXACT_NEIGHBOURS_MAX_CELLS else None
+    sc.pp.neighbors(
+        work, n_neighbors=n_neighbors, n_pcs=n_comps, random_state=rng, transformer=transformer
+    )
     sc.tl.umap(work, random_state=rng)
     logger.info(
         "UMAP of %d cells from %d highly variable genes and %d PCs", work.n_obs, n_top, n_comps
