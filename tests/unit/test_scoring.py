@@ -45,24 +45,35 @@ def _scanpy_score(adata: ad.AnnData, genes: list[str], **kwargs) -> np.ndarray:
 # --------------------------------------------------------------------------- #
 def test_signature_coverage_by_name():
     coverage = signature_coverage(["A", "B", "C"], {"s1": ["A", "X", "C", "A"], "s2": ["Y", "Z"]})
+    common = {"status": "scored", "reason": "", "n_rescued": 0, "n_overlap": 0}
     assert coverage.to_dict("records") == [
         {
+            **common,
             "signature": "s1",
             "n_genes": 3,
             "n_found": 2,
             "n_missing": 1,
-            "fraction_found": 2 / 3,
+            "coverage": 2 / 3,
+            "n_scored": 2,
             "genes_found": "A,C",
+            "genes_rescued": "",
             "genes_missing": "X",
+            "genes_overlap": "",
+            "genes_scored": "A,C",
         },
         {
+            **common,
             "signature": "s2",
             "n_genes": 2,
             "n_found": 0,
             "n_missing": 2,
-            "fraction_found": 0.0,
+            "coverage": 0.0,
+            "n_scored": 0,
             "genes_found": "",
+            "genes_rescued": "",
             "genes_missing": "Y,Z",
+            "genes_overlap": "",
+            "genes_scored": "",
         },
     ]
 
