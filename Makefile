@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 PIP_FLAGS := --quiet --disable-pip-version-check --no-input
 
-.PHONY: run test test-slow lint report venv clean-results
+.PHONY: run test test-slow lint report venv clean-results calibrate
 
 venv: $(VENV)/.installed
 
@@ -38,3 +38,11 @@ lint: venv
 	$(BIN)/ruff format --check workflow tests
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint --cores 1
+
+# Type I error (500 null cohorts) and power (8/16/32 patients x rho 0.3/0.5/0.7, 200 cohorts
+# each) of every p value, on simulated cohorts through the workflow's own per-dataset path;
+# writes results/calibration/{type1,power}.tsv. One worker per core, one BLAS thread each.
+calibrate: venv
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=workflow/scripts \
+	$(BIN)/python -m cd8exo.calibrate --n-cohorts 500 --n-power-cohorts 200 \
+	--out results/calibration --jobs $(CORES)

@@ -15,6 +15,11 @@ Planted biology (all on the scale of the negative-binomial mean):
 * a second latent ``e_p``, residualised on ``a_p`` so the two are exactly uncorrelated,
   drives the *independent* signatures (e.g. exhaustion) in CD8+ T cells; these must show
   no association with any target;
+* optionally (``correlated_targets``, used by :mod:`cd8exo.calibrate` for power), further
+  targets follow a patient-level latent ``c_p = rho * a_p + sqrt(1 - rho^2) * z_p`` with
+  fresh standard normal ``z_p``, so that ``c_p`` has population correlation ``rho``
+  (``target_correlation``) with ``a_p``; in malignant cells they are multiplied by
+  ``exp(correlated_effect_size * c_p)``. Off by default: nothing is drawn for it then;
 * everything else (other targets, housekeeping genes, background genes) has no planted
   effect, but carries per-patient noise, so that null associations are not trivially flat.
 
@@ -306,7 +311,7 @@ class SimulatedCohort:
     patients
         One row per patient: ``patient``, ``sample``, the latent ``activation`` (``a_p``) and
         ``independent`` (``e_p``) levels, cell counts and ``low_cd8`` (planted too few CD8+
-        T cells).
+        T cells); with ``correlated_targets``, also the latent ``correlated`` (``c_p``).
     """
 
     name: str
@@ -343,6 +348,9 @@ def simulate_cohort(
     tumour_heterogeneity_sd: float = 0.2,
     name: str = "demo_cohort",
     patient_prefix: str = "P",
+    correlated_targets: Sequence[str] = (),
+    target_correlation: float = 0.0,
+    correlated_effect_size: float | None = None,
 ) -> SimulatedCohort:
     """Simulate a tumour scRNA-seq cohort with a planted CD8 activation -> target signal.
 
@@ -403,6 +411,19 @@ def simulate_cohort(
         Dataset id (``SimulatedCohort.name`` and the ``dataset`` column of ``truth``).
     patient_prefix
         Patient ids are ``f"{patient_prefix}{i:02d}"``.
+    correlated_targets
+        Target genes planted with a chosen correlation to the activation latent rather
+        than a fixed effect: in malignant cells they are multiplied by
+        ``exp(correlated_effect_size * c_p)``, ``c_p = rho * a_p + sqrt(1 - rho^2) * z_p``
+        with ``rho = target_correlation`` and ``z_p`` i.i.d. standard normal, drawn from a
+        generator spawned from ``rng`` (so that every other draw, ``a_p`` included, is the
+        one the same seed gives without correlated targets). As ``a_p`` has unit variance,
+        ``c_p`` has variance 1 and population correlation ``rho`` with ``a_p``. The
+        default (none) draws nothing, so existing seeds give identical cohorts.
+    target_correlation
+        ``rho`` above, in [-1, 1].
+    correlated_effect_size
+        Log-scale effect of one standard deviation of ``c_p``; ``effect_size`` if ``None``.
 
     Returns
     -------
@@ -413,7 +434,8 @@ def simulate_cohort(
     ValueError
         If a signature name is unknown, a gene is in both an activation and an independent
         signature, a gene is both a negative and a positive target, the background pool is
-        too small, or a size parameter is out of range.
+        too small, a size parameter is out of range, ``target_correlation`` is outside
+        [-1, 1], or a correlated target is also a negative, positive or null target.
     """
     gen = np.random.default_rng(rng)
     activation_signatures = list(activation_signatures)
@@ -431,11 +453,19 @@ def simulate_cohort(
     )
     if independent_effect_size is None:
         independent_effect_size = effect_size
+    correlated_targets = _union([correlated_targets])
+    if correlated_effect_size is None:
+        correlated_effect_size = effect_size
+    _check_correlated(
+        correlated_targets,
+        target_correlation=target_correlation,
+        other_targets=_union([negative_targets, positive_targets, null_targets]),
+    )
 
     # ---- genes --------------------------------------------------------------------------
     activation_genes = _union(signatures[s] for s in activation_signatures)
     independent_genes = _union(signatures[s] for s in independent_signatures)
-    targets = _union([negative_targets, positive_targets, null_targets])
+    targets = _union([negative_targets, positive_targets, null_targets, correlated_targets])
     requested = _union(
         [
             list(MARKER_GENES),
@@ -475,6 +505,12 @@ def simulate_cohort(
     noise_patient = gen.normal(0.0, patient_noise_sd, size=(n_patients, n_genes))
     noise_tumour = gen.normal(0.0, tumour_heterogeneity_sd, size=(n_patients, n_genes))
     dispersion = np.exp(gen.normal(np.log(0.2), 0.5, size=n_genes))
+    correlated = None
+    if correlated_targets:
+        # a spawned child: the main stream, and so everything else, is left as it was
+        fresh = gen.spawn(1)[0].standard_normal(n_patients)
+        correlated = target_correlation * activation + np.sqrt(1.0 - target_correlation**2) * fresh
+    cor_idx = np.array([gene_index[g] for g in correlated_targets], dtype=int)
 
     act_idx = np.array([gene_index[g] for g in activation_genes], dtype=int)
     ind_idx = np.array([gene_index[g] for g in independent_genes], dtype=int)
@@ -506,6 +542,8 @@ def simulate_cohort(
             elif cell_type == "malignant":
                 frac[neg_idx] *= np.exp(-effect_size * activation[p])
                 frac[pos_idx] *= np.exp(effect_size * activation[p])
+                if correlated is not None:
+                    frac[cor_idx] *= np.exp(correlated_effect_size * correlated[p])
             fractions[t] = frac
         type_idx = np.array([_TYPES.index(t) for t in cell_types])
         # library sizes and mitochondrial fractions; some cells are low quality
@@ -564,6 +602,12 @@ def simulate_cohort(
         "positive_targets": np.array(list(positive_targets), dtype=str),
         "low_quality_cells": low_quality_cells,
     }
+    if correlated is not None:
+        adata.uns["simulation"] |= {
+            "correlated_targets": np.array(correlated_targets, dtype=str),
+            "target_correlation": float(target_correlation),
+            "correlated_effect_size": float(correlated_effect_size),
+        }
 
     patients = pd.DataFrame(
         {
@@ -577,6 +621,8 @@ def simulate_cohort(
             "low_cd8": low_cd8,
         }
     )
+    if correlated is not None:
+        patients["correlated"] = correlated
     truth = _truth(
         signatures=list(signatures),
         activation_signatures=activation_signatures,
@@ -585,6 +631,12 @@ def simulate_cohort(
         positive_targets=positive_targets,
         name=name,
     )
+    if correlated_targets:
+        sign = int(np.sign(target_correlation) * np.sign(correlated_effect_size))
+        planted = truth["signature"].isin(activation_signatures) & truth["target"].isin(
+            correlated_targets
+        )
+        truth.loc[planted, "expected_sign"] = sign
     logger.info(
         "Simulated %s: %d cells x %d genes, %d patients (%d with < 10 CD8+ T cells), "
         "%d low-quality cells",
@@ -659,6 +711,21 @@ def _check_inputs(
     clash = sorted(set(negative_targets) & set(positive_targets))
     if clash:
         msg = f"Genes {clash} are both negative and positive targets; keep each in one list."
+        raise ValueError(msg)
+
+
+def _check_correlated(
+    correlated_targets: Sequence[str], *, target_correlation: float, other_targets: Sequence[str]
+) -> None:
+    if not -1.0 <= target_correlation <= 1.0:
+        msg = f"target_correlation={target_correlation}: a correlation must lie in [-1, 1]."
+        raise ValueError(msg)
+    clash = sorted(set(correlated_targets) & set(other_targets))
+    if clash:
+        msg = (
+            f"Genes {clash} are correlated targets and also negative, positive or null targets; "
+            "keep each target in one list."
+        )
         raise ValueError(msg)
 
 
