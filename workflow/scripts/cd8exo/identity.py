@@ -26,6 +26,7 @@ All functions expect the harmonised AnnData of the data contract: cells x genes,
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -384,8 +385,9 @@ def call_cd8(
     min_t_fraction: float = 0.5,
     support_weight: float = 1.0,
     cluster_weight: float = 0.5,
-    min_separation: float = 0.5,
+    min_separation: float = 0.75,
     min_t_cells: int = 10,
+    n_cluster_runs: int = 5,
     n_top_genes: int = 2000,
     n_pcs: int = 30,
     n_neighbors: int = 15,
@@ -403,7 +405,8 @@ def call_cd8(
        CCL5) minus each negative gate (CD4/CD40LG, FOXP3, gamma-delta TRDC/TRGC,
        B-cell MS4A1/CD19/CD79A), each the mean ln(CP10k+1) of its genes. The cell's
        score is ``(1 - cluster_weight)`` x its own smoothed score + ``cluster_weight``
-       x its sub-cluster's mean.
+       x its sub-cluster's mean (averaged over ``n_cluster_runs`` Leiden partitions
+       with different seeds, so one partition's accident does not decide).
     4. **Threshold.** Otsu's threshold over the compartment. If the scores are not
        bimodal (Otsu separation eta < ``min_separation``, e.g. data of sorted CD8 cells)
        the canonical contrast decides instead: smoothed CD8A/CD8B above the smoothed
@@ -437,9 +440,13 @@ def call_cd8(
     cluster_weight
         Weight (0-1) of the sub-cluster mean in a cell's score.
     min_separation
-        Smallest Otsu separation (0-1) for the threshold to be used.
+        Smallest Otsu separation (0-1) for the threshold to be used: a normal
+        distribution separates with 2/pi ~ 0.64, a uniform one with 0.75, two distinct
+        modes with close to 1.
     min_t_cells
         Fewer T-compartment cells than this: no CD8 calls (logged).
+    n_cluster_runs
+        Number of Leiden partitions of the compartment whose cluster means are averaged.
     n_top_genes, n_pcs, n_neighbors
         Embedding recipe (see :func:`embed_cells`).
 
@@ -554,7 +561,22 @@ def call_cd8(
     )
     cell_score = cd8_evidence + support_weight * support - negative
     sub = light.obs["cluster"].astype(str).to_numpy()
-    cluster_mean = pd.Series(cell_score).groupby(sub).transform("mean").to_numpy()
+    # Leiden partitions of a small compartment depend on the seed; averaging the cluster
+    # means over several partitions keeps the cluster-level evidence without that noise.
+    cluster_means = [pd.Series(cell_score).groupby(sub).transform("mean").to_numpy()]
+    for _ in range(n_cluster_runs - 1):
+        sc.tl.leiden(
+            light,
+            resolution=t_resolution,
+            random_state=_seed(gen),
+            flavor="igraph",
+            n_iterations=2,
+            directed=False,
+            key_added="_rerun",
+        )
+        labels = light.obs["_rerun"].astype(str).to_numpy()
+        cluster_means.append(pd.Series(cell_score).groupby(labels).transform("mean").to_numpy())
+    cluster_mean = np.mean(cluster_means, axis=0)
     score = (1 - cluster_weight) * cell_score + cluster_weight * cluster_mean
 
     threshold, separation = _otsu(score)
@@ -691,16 +713,17 @@ def find_compartments(
     cancer_type: str | None = None,
     embedding: ad.AnnData | None = None,
     rng: RngLike = 0,
-    min_fraction_of_top: float = 0.5,
-    min_contrast: float = 2.0,
+    min_contrast: float = 3.0,
 ) -> pd.DataFrame:
     """Assign Leiden clusters to non-malignant compartments or to the tumour lineage.
 
-    Every cell gets one score per marker group (mean ln(CP10k+1) of its genes); a
-    cluster is eligible for a group when its mean reaches ``min_fraction_of_top`` of the
-    group's top cluster and ``min_contrast`` times the median cluster (so a group absent
-    from the data claims no cluster), and is assigned the eligible group with the highest
-    mean. Groups: the non-malignant compartments (``use == "negative"``:
+    Every cell gets one score per marker group (mean ln(CP10k+1) of its genes). For
+    each group the clusters' mean scores are split in two by Otsu's threshold; the group
+    is *present* when the high class's mean is at least ``min_contrast`` times the low
+    class's (a group absent from the data only varies by noise, while a present one, even
+    when it dominates most clusters, leaves a gap), and then every cluster of the high
+    class is eligible for it. A cluster is assigned the eligible group with the highest
+    mean score, or "unassigned". Groups: the non-malignant compartments (``use == "negative"``:
     immune, CAF / fibroblast, endothelial) and, when the cancer type has lineage
     markers, ``"lineage"``.
 
@@ -717,8 +740,8 @@ def find_compartments(
         A precomputed :func:`embed_cells` result.
     rng
         Generator or seed (used only when ``embedding`` is None).
-    min_fraction_of_top, min_contrast
-        Assignment thresholds (see above).
+    min_contrast
+        Ratio of the high to the low class of cluster means for a group to be present.
 
     Returns
     -------
@@ -748,10 +771,23 @@ def find_compartments(
         scores["lineage"] = _module_mean(adata.X, cols)
     table = pd.DataFrame(scores, index=adata.obs_names)
     means = table.groupby(clusters).mean()
-    top = means.max(axis=0)
-    median = means.median(axis=0)
-    relative = means / top.where(top > 0, np.inf)
-    eligible = (relative >= min_fraction_of_top) & (means >= min_contrast * median) & (means > 0)
+    eligible = pd.DataFrame(False, index=means.index, columns=means.columns)
+    for group in means.columns:
+        values = means[group].to_numpy()
+        threshold, _ = _otsu(values)
+        high = values >= threshold
+        if high.all() or not high.any():
+            continue
+        low_mean = values[~high].mean()
+        if values[high].mean() >= min_contrast * low_mean and values[high].mean() > 0:
+            eligible[group] = high
+        else:
+            logger.info(
+                "marker group %r: no cluster stands out (high/low cluster means %.3f/%.3f)",
+                group,
+                values[high].mean(),
+                low_mean,
+            )
     # among the groups a cluster is eligible for, the highest mean expression wins
     best = means.where(eligible, -np.inf).idxmax(axis=1).where(eligible.any(axis=1), "unassigned")
     for k in means.index:
@@ -824,14 +860,17 @@ def _run_infercnv(
 
     light = _light(x, obs_names, positions.index)
     light.var = positions.copy()
-    chr_pos, matrix, _ = cnv.tl.infercnv(
-        light,
-        reference=reference,
-        window_size=window_size,
-        step=step,
-        n_jobs=n_jobs,
-        inplace=False,
-    )
+    with warnings.catch_warnings():
+        # infercnvpy's bounded difference indexes a sparse chunk element-wise (harmless)
+        warnings.simplefilter("ignore", sp.SparseEfficiencyWarning)
+        chr_pos, matrix, _ = cnv.tl.infercnv(
+            light,
+            reference=reference,
+            window_size=window_size,
+            step=step,
+            n_jobs=n_jobs,
+            inplace=False,
+        )
     return sp.csr_matrix(matrix, dtype=np.float32), dict(chr_pos)
 
 
@@ -937,6 +976,27 @@ def call_malignant(
     """
     _check_log_normalised(adata, where="call_malignant")
     gen = _as_rng(rng)
+    lineage_groups = _resolve_cancer_type(cancer_type)
+    if lineage_markers is None and reference_mask is None:
+        msg = (
+            "call_malignant needs lineage_markers (to find immune and stromal reference cells) "
+            "or an explicit reference_mask."
+        )
+        raise ValueError(msg)
+    if reference_mask is not None:
+        reference_mask = np.asarray(reference_mask, dtype=bool)
+        if reference_mask.shape != (adata.n_obs,):
+            msg = (
+                f"reference_mask has shape {reference_mask.shape}; it needs one boolean per "
+                f"cell ({adata.n_obs})."
+            )
+            raise ValueError(msg)
+        if reference_mask.sum() < min_reference_cells:
+            msg = (
+                f"reference_mask marks {int(reference_mask.sum())} reference cells; at least "
+                f"{min_reference_cells} confidently non-malignant cells are needed."
+            )
+            raise ValueError(msg)
     positions = _gene_positions_frame(gene_positions)
     positions = positions.loc[positions.index.intersection(adata.var_names)]
     positions = positions[~positions["chromosome"].isin(["chrM", "chrMT"])]
@@ -962,19 +1022,12 @@ def call_malignant(
     _check_embedding(embedding, adata)
     clusters = embedding.obs["cluster"].astype(str).to_numpy()
 
-    lineage_groups = _resolve_cancer_type(cancer_type)
     if lineage_markers is not None:
         comp = find_compartments(
             adata, markers=lineage_markers, cancer_type=cancer_type, embedding=embedding
         )
         compartment = comp["compartment"].to_numpy()
         lineage_score = comp["lineage_score"].to_numpy()
-    elif reference_mask is None:
-        msg = (
-            "call_malignant needs lineage_markers (to find immune and stromal reference cells) "
-            "or an explicit reference_mask."
-        )
-        raise ValueError(msg)
     else:
         compartment = np.full(adata.n_obs, "unassigned", dtype=object)
         lineage_score = np.full(adata.n_obs, np.nan)
@@ -982,6 +1035,12 @@ def call_malignant(
             logger.warning("cancer_type given without lineage_markers: no lineage gating")
     non_malignant = ~np.isin(compartment, ["lineage", "unassigned"])
     has_lineage = bool(lineage_groups) and lineage_markers is not None
+    if has_lineage and not (compartment == "lineage").any():
+        logger.warning(
+            "No cluster expresses the %s lineage markers distinctly: no cell can pass the "
+            "lineage gate. Check cancer_type, or set it to None to call from CNVs alone.",
+            cancer_type,
+        )
 
     if reference_mask is None:
         is_reference = non_malignant.copy()
@@ -991,13 +1050,7 @@ def call_malignant(
                 is_reference &= lineage_score <= 0.5 * lineage_top
         categories = np.where(is_reference, compartment.astype(str) + ":" + clusters, "")
     else:
-        is_reference = np.asarray(reference_mask, dtype=bool)
-        if is_reference.shape != (adata.n_obs,):
-            msg = (
-                f"reference_mask has shape {is_reference.shape}; it needs one boolean per cell "
-                f"({adata.n_obs})."
-            )
-            raise ValueError(msg)
+        is_reference = reference_mask.copy()
         categories = np.where(is_reference, "reference:" + clusters, "")
     # categories of a handful of cells give noisy reference means: drop them
     counts = pd.Series(categories[is_reference]).value_counts()
@@ -1043,12 +1096,16 @@ def call_malignant(
         svd_solver="arpack",
         random_state=_seed(gen),
     )
-    sc.pp.neighbors(
-        work,
-        use_rep="X_cnv_pca",
-        n_neighbors=int(min(15, adata.n_obs - 1)),
-        random_state=_seed(gen),
-    )
+    with warnings.catch_warnings():
+        # identical (all-zero) profiles of reference cells make scanpy edit its sparse
+        # distance matrix's diagonal in place: harmless
+        warnings.simplefilter("ignore", sp.SparseEfficiencyWarning)
+        sc.pp.neighbors(
+            work,
+            use_rep="X_cnv_pca",
+            n_neighbors=int(min(15, adata.n_obs - 1)),
+            random_state=_seed(gen),
+        )
     sc.tl.leiden(
         work,
         resolution=cnv_resolution,
