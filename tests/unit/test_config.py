@@ -58,7 +58,7 @@ def test_validation_does_not_mutate_input():
         ),
         (
             {"datasets": "x.tsv", "scoring": {"method": "magic"}},
-            "key 'scoring.method' must be one of 'tirosh', got 'magic'",
+            "key 'scoring.method' must be one of 'tirosh', 'ucell', 'aucell', 'ssgsea', got 'magic'",
         ),
         (
             {"datasets": "x.tsv", "qc": {"max_mito_fraction": 1.5}},

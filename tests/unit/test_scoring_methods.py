@@ -161,6 +161,13 @@ def test_aucell_equals_decoupler_given_its_gene_order(toy):
     np.testing.assert_allclose(
         ours.loc[reference.index, reference.columns].to_numpy(), reference.to_numpy(), atol=1e-12
     )
+    # the same tie order given as positions, without reordering the matrix
+    detected_columns = np.flatnonzero(detected)
+    positions = np.empty(len(genes), dtype=np.int64)
+    positions[detected_columns[shuffle]] = np.arange(kept.size)
+    positions[np.flatnonzero(~detected)] = np.arange(kept.size, len(genes))
+    in_place = aucell_scores(x, genes, signatures, n_up=6, ties="order", tie_order=positions)
+    np.testing.assert_allclose(in_place, ours.to_numpy(), atol=1e-12)
     # ties="mean" differs from one arbitrary tie order (these toy cells are mostly ties:
     # counts of 0, 1 and 2), but ranks the cells alike
     mean = pd.DataFrame(aucell_scores(x, genes, signatures, n_up=6), index=names)
@@ -369,6 +376,10 @@ def test_aucell_n_up_bounds():
         aucell_scores(sp.csr_matrix(HAND), HAND_GENES, {"a": ["A"]}, n_up=9)
     with pytest.raises(ValueError, match="ties must be 'mean' or 'order'"):
         aucell_scores(sp.csr_matrix(HAND), HAND_GENES, {"a": ["A"]}, ties="random")
+    with pytest.raises(ValueError, match=r"tie_order must be a permutation of 0\.\.5"):
+        aucell_scores(
+            sp.csr_matrix(HAND), HAND_GENES, {"a": ["A"]}, ties="order", tie_order=[0] * 6
+        )
 
 
 def test_unknown_method(normalised):

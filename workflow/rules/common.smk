@@ -121,6 +121,7 @@ def final_outputs():
     per_dataset = [
         "results/filter_cells/{dataset}.removed.tsv",
         "results/score_signatures/{dataset}.coverage.tsv",
+        "results/score_signatures/{dataset}.overlap.tsv",
         "results/aggregate_patients/{dataset}.excluded.tsv",
         "results/plots/{dataset}/umap.png",
         "results/plots/{dataset}/sender_scores.png",
@@ -134,6 +135,14 @@ def final_outputs():
     outputs.append("results/plots/meta/forest")
     if truth_datasets():
         outputs.append("results/summary/truth_check.tsv")
+    if config["scoring"]["compare_methods"]:
+        outputs += expand(
+            [
+                "results/compare_scoring_methods/{dataset}.concordance.tsv",
+                "results/compare_scoring_methods/{dataset}.concordance.png",
+            ],
+            dataset=DATASETS.index,
+        )
     if config["screen"]["enabled"]:
         outputs += expand(
             [

@@ -1,10 +1,23 @@
-# Stage 3: sender signatures scored in every cell (Tirosh 2016 method, seeded).
+# Stage 3: sender signatures scored in every cell (method from the config, seeded), after
+# matching their genes to the data (HGNC aliases) and removing receiver-side genes.
+
+# the offline HGNC alias and Ensembl tables of cd8exo.genes (resources/genome/PROVENANCE_genome.md)
+HGNC_TABLES = {
+    "hgnc_aliases": str(Path(workflow.basedir) / "resources/genome/hgnc_alias_table.tsv.gz"),
+    "ensembl_symbols": str(
+        Path(workflow.basedir) / "resources/genome/gencode_v48_genes_homo_sapiens.csv.gz"
+    ),
+}
 
 
 rule score_signatures:
     input:
         h5ad="results/filter_cells/{dataset}.h5ad",
         gmt=config["signatures"]["gmt"],
+        targets=config["targets"]["table"],
+        programs=config["signatures"]["overlap_gmt"],
+        hgnc_aliases=HGNC_TABLES["hgnc_aliases"],
+        ensembl_symbols=HGNC_TABLES["ensembl_symbols"],
     output:
         scores="results/score_signatures/{dataset}.scores.tsv.gz",
         coverage=report(
@@ -14,23 +27,84 @@ rule score_signatures:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "table": "signature gene coverage"},
         ),
+        overlap=report(
+            "results/score_signatures/{dataset}.overlap.tsv",
+            caption="../report/overlap.rst",
+            category="2. Signatures",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "sender genes removed (overlap guard)"},
+        ),
     params:
         include=config["signatures"]["include"],
+        extra_targets=config["targets"]["extra"],
+        min_coverage=config["signatures"]["min_coverage"],
+        method=config["scoring"]["method"],
         n_bins=config["scoring"]["n_bins"],
         ctrl_size=config["scoring"]["ctrl_size"],
+        max_rank=config["scoring"]["ucell_max_rank"],
+        n_up=config["scoring"]["aucell_n_up"],
+        aucell_ties=config["scoring"]["aucell_ties"],
         seed=config["seed"],
     log:
         "logs/score_signatures/{dataset}.log",
     benchmark:
         "benchmarks/score_signatures/{dataset}.tsv"
-    threads: 1  # one sparse matrix product over cell chunks
+    threads: 1  # one pass over chunks of cells
     resources:
-        mem_mb=4000,  # the log-normalised matrix plus one dense chunk of scores
+        mem_mb=4000,  # the log-normalised matrix plus one chunk of about 4e6 stored values
         runtime=30,
     conda:
         "../../envs/scanpy.yaml"
     script:
         "../scripts/score_signatures.py"
+
+
+rule compare_scoring_methods:
+    input:
+        h5ad="results/filter_cells/{dataset}.h5ad",
+        gmt=config["signatures"]["gmt"],
+        targets=config["targets"]["table"],
+        programs=config["signatures"]["overlap_gmt"],
+        hgnc_aliases=HGNC_TABLES["hgnc_aliases"],
+        ensembl_symbols=HGNC_TABLES["ensembl_symbols"],
+    output:
+        table=report(
+            "results/compare_scoring_methods/{dataset}.concordance.tsv",
+            caption="../report/concordance.rst",
+            category="2. Signatures",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "concordance of scoring methods"},
+        ),
+        png=report(
+            "results/compare_scoring_methods/{dataset}.concordance.png",
+            caption="../report/concordance_figure.rst",
+            category="2. Signatures",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "concordance of scoring methods"},
+        ),
+    params:
+        include=config["signatures"]["include"],
+        extra_targets=config["targets"]["extra"],
+        min_coverage=config["signatures"]["min_coverage"],
+        min_cd8_cells=config["aggregation"]["min_cd8_cells"],
+        n_bins=config["scoring"]["n_bins"],
+        ctrl_size=config["scoring"]["ctrl_size"],
+        max_rank=config["scoring"]["ucell_max_rank"],
+        n_up=config["scoring"]["aucell_n_up"],
+        aucell_ties=config["scoring"]["aucell_ties"],
+        seed=config["seed"],
+    log:
+        "logs/compare_scoring_methods/{dataset}.log",
+    benchmark:
+        "benchmarks/compare_scoring_methods/{dataset}.tsv"
+    threads: 1  # the four methods one after the other
+    resources:
+        mem_mb=4000,  # the matrix, one chunk, and four cells x signatures score tables
+        runtime=60,
+    conda:
+        "../../envs/scanpy.yaml"
+    script:
+        "../scripts/compare_scoring_methods.py"
 
 
 rule score_random_sets:

@@ -1,25 +1,36 @@
-"""Rule score_signatures: every sender signature in every cell, with its gene coverage."""
+"""Rule score_signatures: every sender signature in every cell, with its coverage and overlap."""
 
 import anndata as ad
 
-from cd8exo.io import read_gmt, write_table
+from cd8exo.genes import load_symbol_tables
+from cd8exo.io import read_gmt, read_targets, write_table
 from cd8exo.log import log_to
-from cd8exo.scoring import score_signatures, signature_coverage
+from cd8exo.scoring import prepare_signatures, receiver_gene_sets, score_signatures
 from cd8exo.signatures import select_signatures
 
 with log_to(snakemake.log[0]):
-    adata = ad.read_h5ad(snakemake.input.h5ad)
-    signatures = select_signatures(
-        [read_gmt(path) for path in snakemake.input.gmt], include=snakemake.params.include
+    inputs, params = snakemake.input, snakemake.params
+    adata = ad.read_h5ad(inputs.h5ad)
+    targets = [*read_targets(inputs.targets)["gene"], *params.extra_targets]
+    prepared = prepare_signatures(
+        select_signatures([read_gmt(path) for path in inputs.gmt], include=params.include),
+        adata.var_names,
+        tables=load_symbol_tables(inputs.hgnc_aliases, inputs.ensembl_symbols),
+        exclude=receiver_gene_sets(targets, programs=[read_gmt(p) for p in inputs.programs]),
+        min_coverage=params.min_coverage,
     )
-    coverage = signature_coverage(adata.var_names, signatures)
-    write_table(coverage, snakemake.output.coverage)
+    write_table(prepared.coverage, snakemake.output.coverage)
+    write_table(prepared.overlap, snakemake.output.overlap)
     scores = score_signatures(
         adata,
-        signatures,
-        rng=snakemake.params.seed,
-        n_bins=snakemake.params.n_bins,
-        ctrl_size=snakemake.params.ctrl_size,
+        prepared.signatures,
+        rng=params.seed,
+        method=params.method,
+        n_bins=params.n_bins,
+        ctrl_size=params.ctrl_size,
+        max_rank=params.max_rank,
+        n_up=params.n_up,
+        aucell_ties=params.aucell_ties,
     )
     scores = scores.join(adata.obs[["patient", "cell_type"]])
     scores.index.name = "cell"

@@ -198,7 +198,10 @@ def concordance_figure(table: pd.DataFrame, *, title: str = "") -> Figure:
         image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
         for i, j in itertools.product(range(grid.shape[0]), range(grid.shape[1])):
             text = "NA" if np.isnan(grid[i, j]) else f"{grid[i, j]:.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+            dark = not np.isnan(grid[i, j]) and abs(grid[i, j]) > 0.6
+            ax.text(
+                j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black"
+            )
         ax.set_xticks(range(len(pairs)), [f"{a}\nvs {b}" for a, b in pairs], fontsize=8)
         ax.set_yticks(range(len(signatures)), signatures if ax is axes[0][0] else [], fontsize=8)
         n = int(rows["n"].max()) if len(rows) else 0

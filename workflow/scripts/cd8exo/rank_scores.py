@@ -101,13 +101,19 @@ def _value_codes(data: np.ndarray) -> np.ndarray:
 
 
 def _entry_ranks(
-    chunk: sp.csr_matrix, wanted: np.ndarray, *, start: int, ordinal: bool
+    chunk: sp.csr_matrix,
+    wanted: np.ndarray,
+    *,
+    start: int,
+    ordinal: bool,
+    priority: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Ranks (1 = highest) of the ``wanted`` genes' non-zero entries within their cell.
 
     Returns ``(rows, cols, low, high, n_positive)``: for every non-zero entry of a wanted
     gene, in CSR order, its cell (row of the chunk), gene column and the first and last
-    rank of its tie group (equal when ``ordinal``: ties broken by column order), and the
+    rank of its tie group (equal when ``ordinal``: ties broken by ``priority``, the
+    position of every column in the tie order, default the column order), and the
     number of non-zero values of every cell.
     """
     n_rows, n_genes = chunk.shape
@@ -134,7 +140,7 @@ def _entry_ranks(
             msg = f"Internal: {n_rows} cells are too many for one chunk of {n_genes} genes."
             raise ValueError(msg)
         keys <<= np.uint64(col_bits)
-        keys |= indices.astype(np.uint64)
+        keys |= (indices if priority is None else priority[indices]).astype(np.uint64)
         rows <<= np.uint64(_VALUE_BITS + col_bits)
     else:
         rows <<= np.uint64(_VALUE_BITS)
@@ -276,6 +282,7 @@ def aucell_scores(
     *,
     n_up: int | None = None,
     ties: str = "mean",
+    tie_order: Sequence[int] | None = None,
     chunk_size: int | None = None,
 ) -> np.ndarray:
     """AUCell scores (module docstring) of a cells x genes matrix.
@@ -294,7 +301,10 @@ def aucell_scores(
         ``ceil(0.05 * n_detected)`` clipped to [2, n_detected], decoupler's default.
     ties
         ``"mean"``: exact mean over random orders of tied values; ``"order"``: ties
-        broken by column order (decoupler's ordinal ranks for the same gene order).
+        broken by gene order (decoupler's ordinal ranks for the same gene order).
+    tie_order
+        With ``ties="order"``: the position of every gene (column) in the tie-breaking
+        order, a permutation of ``0 .. n_genes - 1``; ``None`` is the column order.
     chunk_size
         Cells per chunk (``None``: about :data:`cd8exo.scoring.CHUNK_VALUES` values).
 
@@ -311,6 +321,14 @@ def aucell_scores(
     """
     if ties not in ("mean", "order"):
         msg = f"ties must be 'mean' or 'order', got {ties!r}."
+        raise ValueError(msg)
+    n_genes = x.shape[1]
+    priority = np.arange(n_genes) if tie_order is None else np.asarray(tie_order, dtype=np.int64)
+    if ties == "mean" and tie_order is not None:
+        msg = "tie_order is used only with ties='order'."
+        raise ValueError(msg)
+    if priority.shape != (n_genes,) or not np.array_equal(np.sort(priority), np.arange(n_genes)):
+        msg = f"tie_order must be a permutation of 0..{n_genes - 1} (one position per gene)."
         raise ValueError(msg)
     detected = detected_genes(x)
     n_detected = int(detected.sum())
@@ -339,15 +357,17 @@ def aucell_scores(
     wanted = position >= 0
     col_bits = max(1, int(x.shape[1] - 1).bit_length())
     max_rows = 2 ** (64 - _VALUE_BITS - col_bits) - 1
-    # detected genes before each column, for zero ranks in column order
-    detected_before = np.concatenate([[0], np.cumsum(detected)[:-1]])
+    # detected genes before each gene in the tie order, for the ranks of zeros
+    in_order = np.zeros(n_genes, dtype=np.int64)
+    in_order[priority] = detected
+    detected_before = np.concatenate([[0], np.cumsum(in_order)[:-1]])[priority]
     out = np.empty((x.shape[0], len(signatures)))
     for start, _, big_chunk in cell_chunks(x, chunk_size=chunk_size):
         for begin, end, chunk in _row_blocks(big_chunk, max_rows):
             first_cell = start + begin
             n_rows = end - begin
             rows, cols, low, high, n_positive = _entry_ranks(
-                chunk, wanted, start=first_cell, ordinal=ties == "order"
+                chunk, wanted, start=first_cell, ordinal=ties == "order", priority=priority
             )
             gain = _mean_gain(low, high, n_up)
             scores = _summed(rows, position[cols], gain, n_rows=n_rows, membership=membership)
@@ -365,6 +385,7 @@ def aucell_scores(
                     membership,
                     n_positive=n_positive,
                     detected_before=detected_before,
+                    priority=priority,
                     n_up=n_up,
                 )
             out[first_cell : first_cell + n_rows] = scores * scale[None, :]
@@ -378,12 +399,13 @@ def _zero_gains_in_order(
     *,
     n_positive: np.ndarray,
     detected_before: np.ndarray,
+    priority: np.ndarray,
     n_up: int,
 ) -> np.ndarray:
-    """AUC gains of signature genes that are zero in a cell, ties by column order.
+    """AUC gains of signature genes that are zero in a cell, ties in ``priority`` order.
 
     A zero gene ``g`` of a cell ranks after the cell's non-zero values, among the
-    detected zeros in column order: ``n_positive + 1 + (detected genes before g) -
+    detected zeros in tie order: ``n_positive + 1 + (detected genes before g) -
     (non-zero genes before g)``. Only cells with fewer than ``n_up - 1`` non-zero values
     can gain anything.
     """
@@ -398,8 +420,9 @@ def _zero_gains_in_order(
         sub = chunk[cells]
         sub_rows = np.repeat(np.arange(len(cells), dtype=np.int64), np.diff(sub.indptr))
         nonzero = sub.data > 0
-        positive_keys = np.sort(sub_rows[nonzero] * n_genes + sub.indices[nonzero])
-        query = (np.arange(len(cells), dtype=np.int64)[:, None] * n_genes + union[None, :]).ravel()
+        positive_keys = np.sort(sub_rows[nonzero] * n_genes + priority[sub.indices[nonzero]])
+        query = np.arange(len(cells), dtype=np.int64)[:, None] * n_genes + priority[union][None, :]
+        query = query.ravel()
         where = np.searchsorted(positive_keys, query)
         is_positive = (where < positive_keys.size) & (
             positive_keys[np.minimum(where, positive_keys.size - 1)] == query

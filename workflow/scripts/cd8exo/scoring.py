@@ -99,6 +99,7 @@ __all__ = [
     "expression_bins",
     "gene_means",
     "prepare_signatures",
+    "receiver_gene_sets",
     "score_matrix",
     "score_signatures",
     "signature_coverage",
@@ -250,6 +251,41 @@ def signature_coverage(
             }
         )
     return pd.DataFrame(rows, columns=list(COVERAGE_COLUMNS))
+
+
+def receiver_gene_sets(
+    targets: Sequence[str], *, programs: Sequence[Mapping[str, Sequence[str]]] = ()
+) -> dict[str, list[str]]:
+    """The receiver-side gene sets of the overlap guard (``exclude`` of
+    :func:`prepare_signatures`).
+
+    Parameters
+    ----------
+    targets
+        The tested target genes (the target table's ``gene`` column and extra targets).
+    programs
+        Collections (name -> genes, e.g. read from GMT files) of tumour-side programmes.
+
+    Returns
+    -------
+    ``{"target": targets, <programme>: genes, ...}``.
+
+    Raises
+    ------
+    ValueError
+        When a programme is called ``target`` or two collections define the same name.
+    """
+    sets: dict[str, list[str]] = {"target": list(dict.fromkeys(map(str, targets)))}
+    for collection in programs:
+        for name, genes in collection.items():
+            if name in sets:
+                msg = (
+                    f"Receiver-side gene set {name!r} is defined twice (or is called 'target') "
+                    "in signatures.overlap_gmt; give every programme a unique name."
+                )
+                raise ValueError(msg)
+            sets[str(name)] = list(genes)
+    return sets
 
 
 def prepare_signatures(
