@@ -419,3 +419,17 @@ def test_method_scores_and_figure(normalised):
     assert (planted["spearman"] > 0.7).all(), planted
     figure = concordance_figure(table, title="synthetic")
     assert len(figure.axes) == 3  # two panels and the colour bar
+
+
+def test_ssgsea_batches_and_sample_names_do_not_matter():
+    rng = np.random.default_rng(3)
+    profiles = pd.DataFrame(
+        rng.gamma(1.0, 1.0, size=(9, 400)), columns=[f"G{i}" for i in range(400)]
+    )
+    profiles.iloc[:, :20] = 0.0  # ties at the bottom
+    sets = {"a": [f"G{i}" for i in range(10, 40)], "b": [f"G{i}" for i in range(200, 205)]}
+    whole = ssgsea_scores(profiles, sets, rng=0, batch_size=100)
+    batched = ssgsea_scores(profiles, sets, rng=0, batch_size=4)
+    pd.testing.assert_frame_equal(whole, batched)
+    assert list(whole.index) == list(range(9))  # integer sample names are kept
+    assert whole.notna().all().all()

@@ -96,8 +96,11 @@ def _value_codes(data: np.ndarray) -> np.ndarray:
     """Unsigned codes ordered like the (non-negative) values, as uint64."""
     if data.dtype == np.float32:
         return data.view(np.uint32).astype(np.uint64)
-    _, codes = np.unique(data, return_inverse=True)
-    return codes.astype(np.uint64)
+    order = np.argsort(data, kind="stable")
+    ordered = data[order]
+    codes = np.empty(data.size, dtype=np.uint64)
+    codes[order] = np.cumsum(np.concatenate([[False], ordered[1:] != ordered[:-1]]))
+    return codes
 
 
 def _entry_ranks(

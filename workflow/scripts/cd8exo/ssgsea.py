@@ -83,6 +83,7 @@ def ssgsea_scores(
     *,
     rng: int | np.random.Generator | np.random.SeedSequence | None,
     weight: float = 0.25,
+    batch_size: int = 25,
 ) -> pd.DataFrame:
     """ssGSEA enrichment scores of expression profiles (:func:`gseapy.ssgsea`).
 
@@ -97,6 +98,8 @@ def ssgsea_scores(
         is passed for completeness).
     weight
         Exponent of the rank weights (gseapy's ``weight``, ssGSEA's alpha).
+    batch_size
+        Samples per gseapy call (the scores do not depend on it; memory does).
 
     Returns
     -------
@@ -104,26 +107,37 @@ def ssgsea_scores(
     """
     import gseapy
 
+    if not profiles.index.is_unique:
+        msg = "ssGSEA profiles must have unique sample names (one row per patient)."
+        raise ValueError(msg)
     seed = int(np.random.default_rng(rng).integers(2**31 - 1))
     sets = {name: list(dict.fromkeys(map(str, genes))) for name, genes in signatures.items()}
-    result = gseapy.ssgsea(
-        data=profiles.T.astype(np.float64),
-        gene_sets=sets,
-        sample_norm_method="rank",
-        min_size=1,
-        max_size=max(1, profiles.shape[1]),
-        permutation_num=0,
-        weight=weight,
-        threads=1,
-        seed=seed,
-        outdir=None,
-        no_plot=True,
-        verbose=False,
+    samples = pd.Index([f"s{i}" for i in range(len(profiles))])
+    data = pd.DataFrame(
+        profiles.to_numpy(dtype=np.float64).T, index=profiles.columns.astype(str), columns=samples
     )
-    table = result.res2d.astype({"ES": np.float64})
+    blocks = []
+    # a sample's ES depends on that sample alone: batches bound gseapy's memory
+    for start in range(0, len(samples), batch_size):
+        result = gseapy.ssgsea(
+            data=data.iloc[:, start : start + batch_size],
+            gene_sets=sets,
+            sample_norm_method="rank",
+            min_size=1,
+            max_size=max(1, data.shape[0]),
+            permutation_num=0,
+            weight=weight,
+            threads=1,
+            seed=seed,
+            outdir=None,
+            no_plot=True,
+            verbose=False,
+        )
+        blocks.append(result.res2d[["Name", "Term", "ES"]])
+    table = pd.concat(blocks, ignore_index=True).astype({"Name": str, "ES": np.float64})
     scores = table.pivot_table(index="Name", columns="Term", values="ES", aggfunc="first")
-    scores = scores.reindex(index=profiles.index.astype(str), columns=list(signatures))
-    scores.index.name = profiles.index.name
+    scores = scores.reindex(index=samples, columns=list(signatures))
+    scores.index = profiles.index.copy()
     scores.columns.name = None
     return scores
 
