@@ -105,10 +105,10 @@ def _run_cluster(state: Path):
             raise RuntimeError(msg)
 
 
-def _copy_workflow(dest: Path) -> Path:
+def _copy_tree(source_root: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for part in WORKFLOW_PARTS:
-        source = REPO / part
+        source = source_root / part
         if source.is_dir():
             shutil.copytree(source, dest / part, ignore=IGNORED, symlinks=True)
         elif source.is_file():
@@ -117,9 +117,18 @@ def _copy_workflow(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def copy_workflow():
+def copy_workflow(tmp_path_factory):
     """Skip while the real workflow (a Snakefile at the repository root) does not exist; else
-    return a function that copies it (not its results or Snakemake state) to a folder."""
+    return a function that copies the workflow (not its results or Snakemake state) to a folder.
+
+    Every copy comes from one snapshot taken when the session first needs it, so runs compared
+    with each other see the same code and data even if the work tree changes meanwhile.
+    """
     if not (REPO / "Snakefile").is_file():
         pytest.skip(f"no Snakefile at {REPO}: the end-to-end workflow is not there yet")
-    return _copy_workflow
+    snapshot = _copy_tree(REPO, tmp_path_factory.mktemp("workflow_snapshot"))
+
+    def copy(dest: Path) -> Path:
+        return _copy_tree(snapshot, dest)
+
+    return copy
