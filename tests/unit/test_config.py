@@ -209,9 +209,10 @@ def test_registry_row_may_name_its_own_dataset_id_and_template_ids(files):
         # a row that is neither kind: one sentence naming both ways out
         (
             {"dataset": "x", "description": "forgot everything"},
-            "row 2 (dataset 'x'): required columns 'format', 'path', 'patient_column', "
-            "'cell_type_column', 'label_map' are missing; a local dataset needs format, path, "
-            "patient_column, cell_type_column and label_map; a public dataset needs only registry_id",
+            "row 2 (dataset 'x'): required columns 'format', 'path', 'patient_column' are "
+            "missing; a local dataset needs format, path and patient_column (and "
+            "cell_type_column with label_map when it has the authors' labels); a public "
+            "dataset needs only registry_id",
         ),
         ({"registry_id": "GSE 115978"}, "column 'registry_id' must match the pattern"),
         (
@@ -237,7 +238,9 @@ def test_local_row_missing_one_column_says_what_a_row_needs(files):
         validate_datasets(_sheet(files, [row]), DATASETS_SCHEMA, base_dir=files)
     message = str(info.value)
     assert "required column 'label_map' is missing" in message
-    assert "a public dataset needs only registry_id" in message
+    # a dataset without labels is allowed (annotate_cells infers them), half a pair is not
+    assert "need a label_map mapping them onto the vocabulary" in message
+    assert "leave both empty for a dataset without labels" in message
     assert message.count("\n  - ") == 1
 
 

@@ -3,7 +3,7 @@
 
 rule aggregate_patients:
     input:
-        h5ad="results/filter_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",
         scores="results/score_signatures/{dataset}.scores.tsv.gz",
         targets=config["targets"]["table"],
     output:

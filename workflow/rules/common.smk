@@ -43,11 +43,17 @@ def dataset_row(wildcards):
 def dataset_inputs(wildcards):
     """Files a dataset is read from (so Snakemake reruns when they change)."""
     row = dataset_row(wildcards)
-    files = {"label_map": row["label_map"]}
-    files["data"] = row["path"]  # an h5ad file or a 10x folder
+    files = {"data": row["path"]}  # an h5ad file or a 10x folder
+    if "label_map" in row:  # a dataset without labels has none (its cells are annotated)
+        files["label_map"] = row["label_map"]
     if "cell_table" in row:
         files["cell_table"] = row["cell_table"]
     return files
+
+
+def dataset_cancer_type(wildcards):
+    """The dataset's cancer type (selects the lineage markers of annotate_cells; "" = none)."""
+    return dataset_row(wildcards).get("cancer_type", "")
 
 
 def public_datasets():
@@ -120,6 +126,9 @@ def final_outputs():
     """Everything `rule all` asks for."""
     per_dataset = [
         "results/filter_cells/{dataset}.removed.tsv",
+        "results/annotate_cells/{dataset}.identity.tsv",
+        "results/annotate_cells/{dataset}.agreement.tsv",
+        "results/plots/{dataset}/cnv_heatmap.png",
         "results/score_signatures/{dataset}.coverage.tsv",
         "results/score_signatures/{dataset}.overlap.tsv",
         "results/aggregate_patients/{dataset}.excluded.tsv",

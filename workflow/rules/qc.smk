@@ -32,7 +32,7 @@ rule filter_cells:
 
 rule embed_cells:
     input:
-        h5ad="results/filter_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",
     output:
         umap="results/embed_cells/{dataset}.umap.tsv.gz",
     params:

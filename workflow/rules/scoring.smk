@@ -12,7 +12,7 @@ HGNC_TABLES = {
 
 rule score_signatures:
     input:
-        h5ad="results/filter_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",
         gmt=config["signatures"]["gmt"],
         targets=config["targets"]["table"],
         programs=config["signatures"]["overlap_gmt"],
@@ -61,7 +61,7 @@ rule score_signatures:
 
 rule compare_scoring_methods:
     input:
-        h5ad="results/filter_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",
         gmt=config["signatures"]["gmt"],
         targets=config["targets"]["table"],
         programs=config["signatures"]["overlap_gmt"],
@@ -109,7 +109,7 @@ rule compare_scoring_methods:
 
 rule score_random_sets:
     input:
-        h5ad="results/filter_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",
         gmt=config["signatures"]["gmt"],
     output:
         scores="results/score_random_sets/{dataset}.tsv.gz",

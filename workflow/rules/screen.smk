@@ -5,7 +5,7 @@
 
 rule screen_tumour_genes:
     input:
-        h5ad="results/filter_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",
         patients="results/aggregate_patients/{dataset}.patients.tsv",
         gmt=screen_gene_set_files(),
     output:

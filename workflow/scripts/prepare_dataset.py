@@ -17,9 +17,9 @@ with log_to(snakemake.log[0]) as logger:
         dataset=row["dataset"],
         patient_column=row["patient_column"],
         sample_column=row.get("sample_column"),
-        cell_type_column=row["cell_type_column"],
+        cell_type_column=row.get("cell_type_column"),  # none: CD8/malignant inferred later
         malignant_column=row.get("malignant_column"),
-        label_map=read_label_map(row["label_map"]),
+        label_map=read_label_map(row["label_map"]) if "label_map" in row else None,
         value_scale=row["value_scale"],
     )
     logger.info("harmonised %s: %d cells x %d genes", row["dataset"], adata.n_obs, adata.n_vars)

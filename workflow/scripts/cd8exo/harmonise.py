@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CATCH_ALL",
+    "UNLABELLED",
     "detect_value_scale",
     "harmonise",
     "linear_values",
@@ -38,6 +39,9 @@ __all__ = [
 
 #: Label-map entry that maps every label not listed explicitly.
 CATCH_ALL = "*"
+
+#: ``cell_type_original`` of every cell of a dataset without cell-type labels.
+UNLABELLED = "unlabelled"
 
 #: Log-scaled single-cell values never exceed this; larger non-integer values are linear
 #: (TPM/CPM-like), which the workflow does not accept (ln(1e6+1) = 13.8,
@@ -252,8 +256,8 @@ def harmonise(
     *,
     dataset: str,
     patient_column: str,
-    cell_type_column: str,
-    label_map: Mapping[str, str],
+    cell_type_column: str | None = None,
+    label_map: Mapping[str, str] | None = None,
     sample_column: str | None = None,
     malignant_column: str | None = None,
     value_scale: str = "auto",
@@ -269,10 +273,14 @@ def harmonise(
     patient_column
         ``obs`` column with the patient (donor) id.
     cell_type_column
-        ``obs`` column with the authors' cell labels.
+        ``obs`` column with the authors' cell labels. None: the dataset has no labels;
+        every cell gets ``cell_type`` ``"other"`` (``"malignant"`` where
+        ``malignant_column`` says so) and ``cell_type_original`` ``"unlabelled"``, and
+        the workflow infers CD8 T cells and malignant cells (:mod:`cd8exo.identity`).
     label_map
         Authors' label -> cell type in :data:`~cd8exo.vocabulary.CELL_TYPES`
-        (see :func:`read_label_map`); ``"*"`` maps every label not listed.
+        (see :func:`read_label_map`); ``"*"`` maps every label not listed. Required
+        with ``cell_type_column``, not allowed without it.
     sample_column
         ``obs`` column with the sample id; default: the patient.
     malignant_column
@@ -324,7 +332,23 @@ def harmonise(
         raise ValueError(msg)
     x = adata.X
     scale = _resolve_value_scale(x, value_scale=value_scale, dataset=dataset)
-    cell_type, original = _map_labels(obs[cell_type_column], label_map, dataset=dataset)
+    if (cell_type_column is None) != (label_map is None):
+        given, absent = (
+            ("cell_type_column", "label_map")
+            if label_map is None
+            else ("label_map", "cell_type_column")
+        )
+        msg = (
+            f"Dataset {dataset!r}: {given} is given but {absent} is not. Give both (the "
+            "authors' label column and the map of its labels onto the vocabulary), or "
+            "neither for a dataset without labels (CD8 T and malignant cells are then inferred)."
+        )
+        raise ValueError(msg)
+    if cell_type_column is None:
+        cell_type = pd.Series("other", index=obs.index, dtype=object)
+        original = pd.Series(UNLABELLED, index=obs.index, dtype=object)
+    else:
+        cell_type, original = _map_labels(obs[cell_type_column], label_map, dataset=dataset)
     patient = _id_column(obs[patient_column], name=patient_column, dataset=dataset)
     sample = (
         patient.copy()
@@ -335,6 +359,15 @@ def harmonise(
         malignant = (cell_type == "malignant").to_numpy(dtype=bool)
     else:
         malignant = _as_bool(obs[malignant_column], name=malignant_column, dataset=dataset)
+    if cell_type_column is None:
+        cell_type = cell_type.where(~malignant, "malignant")
+        logger.info(
+            "Dataset %r has no cell-type labels: cell_type 'other' for every cell%s",
+            dataset,
+            f" ('malignant' for the {int(malignant.sum())} cells {malignant_column!r} marks)"
+            if malignant_column is not None
+            else "",
+        )
 
     contract = pd.DataFrame(
         {
@@ -380,7 +413,7 @@ def harmonise(
         "value_scale": scale,
         "log_normalised": False,
         "patient_column": patient_column,
-        "cell_type_column": cell_type_column,
+        "cell_type_column": cell_type_column or "",
         "sample_column": sample_column or "",
         "malignant_column": malignant_column or "",
     }

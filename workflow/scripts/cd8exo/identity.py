@@ -38,16 +38,30 @@ import scipy.sparse as sp
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .vocabulary import CELL_TYPES
+
 __all__ = [
+    "AGREEMENT_CLASSES",
     "CANCER_TYPE_LINEAGES",
+    "IDENTITY_COLUMNS",
+    "KNOWN_CANCER_TYPES",
     "CNVResult",
+    "IdentityResult",
     "agreement_table",
     "annotate_identity",
+    "annotated_obs",
+    "author_label_flags",
     "call_cd8",
     "call_malignant",
+    "cnv_figure",
+    "cnv_from_anndata",
     "cnv_heatmap",
+    "cnv_subsample",
+    "cnv_to_anndata",
     "embed_cells",
     "find_compartments",
+    "identify_cells",
+    "identity_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -107,6 +121,12 @@ CANCER_TYPE_ALIASES: dict[str, str] = {
     "glioblastoma": "glioma",
     "gbm": "glioma",
 }
+
+#: Every cancer type name :func:`call_malignant` accepts (the ``cancer_type`` column of the
+#: dataset sheet is checked against these).
+KNOWN_CANCER_TYPES: tuple[str, ...] = tuple(
+    sorted(set(CANCER_TYPE_LINEAGES) | set(CANCER_TYPE_ALIASES))
+)
 
 
 # --------------------------------------------------------------------------- #
@@ -1368,8 +1388,6 @@ def annotate_identity(
     )
     cell_type = np.where(out["is_cd8"].to_numpy(), "CD8_T", cell_type)
     cell_type = np.where(out["is_malignant"].to_numpy(), "malignant", cell_type)
-    from .vocabulary import CELL_TYPES
-
     out.insert(0, "cell_type", pd.Categorical(cell_type, categories=list(CELL_TYPES)))
     sources = out[["label_source_cd8", "label_source_malignant"]]
     out["label_source"] = np.where((sources == "author").all(axis=1), "author", "inferred")
@@ -1472,6 +1490,398 @@ def agreement_table(
 
 
 # --------------------------------------------------------------------------- #
+# The workflow step: labels used, agreement, per-cell table
+# --------------------------------------------------------------------------- #
+#: The classes of the agreement table: contract cell type -> column of the calls.
+AGREEMENT_CLASSES: dict[str, str] = {"CD8_T": "is_cd8", "malignant": "is_malignant"}
+
+#: Columns of the per-cell identity table (:func:`identity_table`).
+IDENTITY_COLUMNS: tuple[str, ...] = (
+    "cell",
+    "patient",
+    "cell_type",
+    "cell_type_original",
+    "is_cd8",
+    "is_malignant",
+    "label_source",
+    "label_source_cd8",
+    "label_source_malignant",
+    "confidence",
+    "confidence_cd8",
+    "confidence_malignant",
+    "cd8_score",
+    "cnv_score",
+    "cnv_cluster",
+    "lineage_score",
+    "hidden_labels_is_cd8",
+    "hidden_labels_is_malignant",
+)
+
+
+@dataclass
+class IdentityResult:
+    """What :func:`identify_cells` found for one dataset.
+
+    Attributes
+    ----------
+    calls
+        :func:`annotate_identity` output: the labels used (author where given, else inferred).
+    author_labels
+        Which author labels the dataset carries (:func:`author_label_flags`).
+    agreement
+        :func:`agreement_table` rows of the classes CD8_T and malignant, with the columns
+        ``author_labels`` (bool) and ``note`` (why a row has no figures).
+    hidden
+        Calls of the inference run with every author label hidden (for the agreement);
+        None when it did not run.
+    cnv
+        Copy-number profiles of the run that inferred malignant cells (the labels used
+        when they were inferred, else the hidden-label run); None when none did.
+    cnv_groups
+        A group per cell of ``cnv`` for :func:`cnv_heatmap` (None with ``cnv``).
+    cnv_note
+        Which run the profiles come from, or why there are none.
+    """
+
+    calls: pd.DataFrame
+    author_labels: dict[str, bool]
+    agreement: pd.DataFrame
+    hidden: pd.DataFrame | None = None
+    cnv: CNVResult | None = None
+    cnv_groups: pd.Series | None = None
+    cnv_note: str = ""
+
+
+def author_label_flags(obs: pd.DataFrame) -> dict[str, bool]:
+    """Which author labels a harmonised dataset carries, for CD8 T cells and malignant cells.
+
+    A label counts as given when at least one cell carries it: ``cell_type == "CD8_T"``
+    for CD8 T cells, ``malignant`` True for malignant cells. A dataset without labels
+    (all ``other``), or whose label map sends T cells to ``other`` because the authors did
+    not split CD8 from CD4 (GSE72056, GSE103322), has the missing one inferred.
+
+    Parameters
+    ----------
+    obs
+        ``obs`` of a harmonised AnnData (columns ``cell_type`` and ``malignant``).
+
+    Returns
+    -------
+    ``{"cd8": bool, "malignant": bool}``.
+    """
+    cd8 = "cell_type" in obs and bool((obs["cell_type"].astype(str) == "CD8_T").any())
+    malignant = False
+    if "malignant" in obs:
+        values = obs["malignant"]
+        malignant = bool(values.fillna(False).astype(bool).any()) if len(values) else False
+    return {"cd8": cd8, "malignant": malignant}
+
+
+def _agreement_rows(
+    calls: pd.DataFrame | None,
+    obs: pd.DataFrame,
+    *,
+    author_labels: Mapping[str, bool],
+    note: str = "",
+) -> pd.DataFrame:
+    """Agreement of ``calls`` with the author labels of ``obs``, one row per class."""
+    author = pd.DataFrame(
+        {
+            "CD8_T": (obs["cell_type"].astype(str) == "CD8_T").to_numpy()
+            if "cell_type" in obs
+            else False,
+            "malignant": obs["malignant"].fillna(False).astype(bool).to_numpy()
+            if "malignant" in obs
+            else False,
+        },
+        index=obs.index,
+    )
+    flags = {"CD8_T": author_labels["cd8"], "malignant": author_labels["malignant"]}
+    rows = []
+    for name, column in AGREEMENT_CLASSES.items():
+        if flags[name] and calls is not None:
+            row = agreement_table(
+                calls[[column]].rename(columns={column: name}), author[[name]]
+            ).iloc[0]
+            rows.append({**row.to_dict(), "author_labels": True, "note": ""})
+            continue
+        if not flags[name]:
+            why = "no author labels: nothing to compare (the labels used are inferred)"
+        else:
+            why = note
+        rows.append(
+            {
+                "class": name,
+                "n_cells": len(obs),
+                "support": int(author[name].sum()) if flags[name] else np.nan,
+                "n_predicted": np.nan,
+                "true_positive": np.nan,
+                "precision": np.nan,
+                "recall": np.nan,
+                "f1": np.nan,
+                "author_labels": flags[name],
+                "note": why,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def identify_cells(
+    adata: ad.AnnData,
+    *,
+    cd8_markers: pd.DataFrame,
+    lineage_markers: pd.DataFrame,
+    gene_positions: pd.DataFrame,
+    cancer_type: str | None = None,
+    force_inference: bool = False,
+    agreement: bool = True,
+    rng: RngLike = 0,
+    resolution: float = 1.0,
+) -> IdentityResult:
+    """CD8 T-cell and malignant labels of a dataset, and how well inference matches the authors'.
+
+    The identity step of the workflow. Author labels win where the dataset has them
+    (:func:`author_label_flags`); the rest is inferred with :func:`annotate_identity`
+    (``force_inference`` infers everything). When the dataset has author labels and
+    ``agreement`` is set, the inference is run a second time with every author label
+    hidden, and its calls are compared with the authors' (:func:`agreement_table`); under
+    ``force_inference`` the labels used are themselves inferred and are compared directly.
+    The hidden-label run starts from the same seed as the first, so a label the first run
+    inferred is the same in both.
+
+    Parameters
+    ----------
+    adata
+        Contract AnnData (``X`` = ln(CP10k+1)); not modified.
+    cd8_markers, lineage_markers, gene_positions, cancer_type
+        See :func:`call_cd8` and :func:`call_malignant`.
+    force_inference
+        Infer both labels even where the authors give them.
+    agreement
+        Compute the agreement table when author labels exist (one more inference run).
+    rng
+        Seed (an integer: each run starts from it).
+    resolution
+        Leiden resolution of the shared clustering.
+
+    Returns
+    -------
+    :class:`IdentityResult`. A failure of the hidden-label run (e.g. too few
+    non-malignant reference cells) does not stop the step: it is logged and its reason
+    is the ``note`` of the agreement rows.
+    """
+    if isinstance(rng, np.random.Generator):
+        msg = "identify_cells needs an integer seed (both inference runs start from it)."
+        raise ValueError(msg)
+    flags = author_label_flags(adata.obs)
+    logger.info(
+        "Author labels: CD8 T cells %s, malignant cells %s%s",
+        "given" if flags["cd8"] else "absent",
+        "given" if flags["malignant"] else "absent",
+        " (inference forced)" if force_inference else "",
+    )
+    inputs = {
+        "cd8_markers": cd8_markers,
+        "lineage_markers": lineage_markers,
+        "gene_positions": gene_positions,
+        "cancer_type": cancer_type,
+        "resolution": resolution,
+        "return_cnv": True,
+    }
+    calls, cnv = annotate_identity(
+        adata, author_labels_present=flags, force_inference=force_inference, rng=rng, **inputs
+    )
+    cnv_groups = None
+    cnv_note = (
+        "No copy-number inference ran: the malignant labels used are the authors' and the "
+        "agreement check is off."
+    )
+    if cnv is not None:
+        cnv_groups = pd.Series(
+            np.where(calls["is_malignant"], "malignant", "non-malignant"), index=calls.index
+        )
+        cnv_note = "Copy-number profiles of the malignant-cell inference (the labels used)."
+    hidden = None
+    any_author = flags["cd8"] or flags["malignant"]
+    if not any_author:
+        table = _agreement_rows(None, adata.obs, author_labels=flags)
+    elif force_inference:
+        hidden = calls
+        table = _agreement_rows(calls, adata.obs, author_labels=flags)
+    elif not agreement:
+        table = _agreement_rows(
+            None, adata.obs, author_labels=flags, note="not computed (agreement switched off)"
+        )
+    else:
+        hidden_adata = ad.AnnData(
+            X=adata.X,
+            obs=pd.DataFrame(index=adata.obs_names),
+            var=pd.DataFrame(index=adata.var_names),
+        )
+        hidden_adata.uns["cd8exo"] = dict(adata.uns.get("cd8exo", {}))
+        try:
+            hidden, hidden_cnv = annotate_identity(
+                hidden_adata, author_labels_present=False, rng=rng, **inputs
+            )
+        except ValueError as error:
+            logger.warning("Inference with the author labels hidden failed: %s", error)
+            if cnv is None:
+                cnv_note = f"No copy-number profiles: the inference with the author labels hidden failed ({error})."
+            table = _agreement_rows(
+                None,
+                adata.obs,
+                author_labels=flags,
+                note=f"inference with the author labels hidden failed: {error}",
+            )
+        else:
+            table = _agreement_rows(hidden, adata.obs, author_labels=flags)
+            if cnv is None:
+                cnv = hidden_cnv
+                cnv_note = (
+                    "Copy-number profiles of the inference with the author labels hidden "
+                    "(agreement check); the malignant labels used are the authors'."
+                )
+                author = adata.obs["malignant"].fillna(False).astype(bool).to_numpy()
+                called = hidden["is_malignant"].to_numpy()
+                cnv_groups = pd.Series(
+                    np.select(
+                        [author & called, author & ~called, ~author & called],
+                        [
+                            "malignant: author and inferred",
+                            "malignant: author only",
+                            "malignant: inferred only",
+                        ],
+                        default="non-malignant",
+                    ),
+                    index=hidden.index,
+                )
+    for _, row in table.iterrows():
+        logger.info(
+            "Agreement %s: precision %.3f, recall %.3f, F1 %.3f (support %s)%s",
+            row["class"],
+            row["precision"],
+            row["recall"],
+            row["f1"],
+            row["support"],
+            f" - {row['note']}" if row["note"] else "",
+        )
+    return IdentityResult(
+        calls=calls,
+        author_labels=flags,
+        agreement=table,
+        hidden=hidden,
+        cnv=cnv,
+        cnv_groups=cnv_groups,
+        cnv_note=cnv_note,
+    )
+
+
+def annotated_obs(obs: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
+    """``obs`` with the labels used: cell_type, malignant, their source and confidence.
+
+    Parameters
+    ----------
+    obs
+        ``obs`` of the harmonised AnnData; not modified.
+    calls
+        :func:`annotate_identity` output for the same cells.
+
+    Returns
+    -------
+    A copy of ``obs`` with ``cell_type`` and ``malignant`` from ``calls`` and the new
+    columns ``label_source`` (author/inferred), ``label_source_cd8``,
+    ``label_source_malignant`` and ``identity_confidence`` (0-1; 1 for author labels).
+    """
+    if not calls.index.equals(obs.index):
+        msg = "annotated_obs: the calls are not for the same cells, in the same order, as obs."
+        raise ValueError(msg)
+    out = obs.copy()
+    out["cell_type"] = pd.Categorical(calls["cell_type"].astype(str), categories=list(CELL_TYPES))
+    out["malignant"] = calls["is_malignant"].astype(bool).to_numpy()
+    for column in ("label_source", "label_source_cd8", "label_source_malignant"):
+        out[column] = pd.Categorical(
+            calls[column].astype(str).to_numpy(), categories=["author", "inferred"]
+        )
+    out["identity_confidence"] = calls["confidence"].astype(float).to_numpy()
+    return out
+
+
+def identity_table(result: IdentityResult, *, obs: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: the labels used, their source and confidence, the inference scores.
+
+    Parameters
+    ----------
+    result
+        :func:`identify_cells` output.
+    obs
+        ``obs`` of the harmonised AnnData (for ``patient`` and ``cell_type_original``).
+
+    Returns
+    -------
+    The columns :data:`IDENTITY_COLUMNS`; ``hidden_labels_is_cd8`` and
+    ``hidden_labels_is_malignant`` are the calls of the hidden-label run (empty when it
+    did not run).
+    """
+    calls = result.calls
+    table = calls.copy()
+    table["cell_type"] = table["cell_type"].astype(str)
+    table.insert(0, "cell", calls.index.to_numpy())
+    table["patient"] = obs["patient"].astype(str).reindex(calls.index).to_numpy()
+    original = (
+        obs["cell_type_original"].astype(str)
+        if "cell_type_original" in obs
+        else pd.Series("", index=obs.index)
+    )
+    table["cell_type_original"] = original.reindex(calls.index).to_numpy()
+    for column in ("is_cd8", "is_malignant"):
+        hidden = (
+            result.hidden[column].astype("boolean")
+            if result.hidden is not None
+            else pd.Series(pd.NA, index=calls.index, dtype="boolean")
+        )
+        table[f"hidden_labels_{column}"] = hidden.reindex(calls.index).to_numpy()
+    return table[list(IDENTITY_COLUMNS)].reset_index(drop=True)
+
+
+def cnv_subsample(
+    cnv: CNVResult, *, groups: pd.Series, max_cells: int = 3000, rng: RngLike = 0
+) -> tuple[CNVResult, pd.Series]:
+    """A seeded subsample of copy-number profiles (proportional per group), for the figure.
+
+    Parameters
+    ----------
+    cnv
+        Profiles (:func:`call_malignant`).
+    groups
+        A group per cell of ``cnv``.
+    max_cells
+        At most this many cells are kept (every group keeps at least one).
+    rng
+        Generator or seed.
+
+    Returns
+    -------
+    The kept profiles and their groups, in the original cell order.
+    """
+    gen = _as_rng(rng)
+    labels = groups.reindex(cnv.obs_names).astype(str).fillna("NA").to_numpy()
+    n = len(labels)
+    fraction = min(1.0, max_cells / n) if n else 1.0
+    keep = []
+    for group in sorted(set(labels)):
+        idx = np.nonzero(labels == group)[0]
+        size = min(len(idx), max(1, round(len(idx) * fraction)))
+        keep.append(gen.choice(idx, size=size, replace=False))
+    index = np.sort(np.concatenate(keep)) if keep else np.array([], dtype=int)
+    kept = CNVResult(
+        matrix=sp.csr_matrix(cnv.matrix[index]),
+        obs_names=cnv.obs_names[index],
+        chr_pos=dict(cnv.chr_pos),
+    )
+    return kept, pd.Series(labels[index], index=kept.obs_names, name="group")
+
+
+# --------------------------------------------------------------------------- #
 # Figure
 # --------------------------------------------------------------------------- #
 def cnv_heatmap(
@@ -1560,3 +1970,83 @@ def cnv_heatmap(
         ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01, label="inferred CNV (log ratio)")
     return fig
+
+
+def cnv_to_anndata(
+    cnv: CNVResult | None, *, groups: pd.Series | None = None, note: str = ""
+) -> ad.AnnData:
+    """Copy-number profiles as an AnnData (cells x windows) to store between rules.
+
+    Parameters
+    ----------
+    cnv
+        Profiles, or None (an empty AnnData that keeps only the ``note``).
+    groups
+        A group per cell (``obs["group"]``); default "all cells".
+    note
+        Where the profiles come from, or why there are none (``uns["note"]``).
+
+    Returns
+    -------
+    AnnData with ``X`` the profiles, ``obs["group"]``, ``uns["chr_pos"]`` and ``uns["note"]``.
+    """
+    if cnv is None:
+        return ad.AnnData(
+            X=sp.csr_matrix((0, 0), dtype=np.float32),
+            uns={"note": note, "chr_pos": {}},
+        )
+    labels = (
+        pd.Series("all cells", index=cnv.obs_names)
+        if groups is None
+        else groups.reindex(cnv.obs_names).astype(str).fillna("NA")
+    )
+    return ad.AnnData(
+        X=sp.csr_matrix(cnv.matrix, dtype=np.float32),
+        obs=pd.DataFrame({"group": labels.to_numpy()}, index=cnv.obs_names.astype(str)),
+        uns={"note": note, "chr_pos": {str(k): int(v) for k, v in cnv.chr_pos.items()}},
+    )
+
+
+def cnv_from_anndata(stored: ad.AnnData) -> tuple[CNVResult | None, pd.Series | None, str]:
+    """The profiles, groups and note of :func:`cnv_to_anndata` (None, None, note when empty)."""
+    note = str(stored.uns.get("note", ""))
+    if stored.n_obs == 0:
+        return None, None, note
+    chr_pos = {str(k): int(v) for k, v in dict(stored.uns.get("chr_pos", {})).items()}
+    cnv = CNVResult(
+        matrix=sp.csr_matrix(stored.X, dtype=np.float32),
+        obs_names=stored.obs_names.copy(),
+        chr_pos=chr_pos,
+    )
+    groups = stored.obs["group"].astype(str) if "group" in stored.obs else None
+    return cnv, groups, note
+
+
+def cnv_figure(stored: ad.AnnData, *, title: str = "", rng: RngLike = 0) -> Figure:
+    """:func:`cnv_heatmap` of stored profiles, or a figure that says why there are none.
+
+    Parameters
+    ----------
+    stored
+        :func:`cnv_to_anndata` output.
+    title
+        Figure title (the note is added below it).
+    rng
+        Seed of the heatmap's row subsample.
+
+    Returns
+    -------
+    The figure.
+    """
+    import matplotlib.pyplot as plt
+
+    cnv, groups, note = cnv_from_anndata(stored)
+    if cnv is None:
+        fig, ax = plt.subplots(figsize=(8, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, note or "No copy-number profiles.", ha="center", va="center", wrap=True)
+        if title:
+            ax.set_title(title)
+        return fig
+    full_title = f"{title}\n{note}" if title and note else (title or note)
+    return cnv_heatmap(cnv, groups=groups, rng=rng, title=full_title)

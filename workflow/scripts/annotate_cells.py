@@ -1,0 +1,40 @@
+"""Rule annotate_cells: CD8 T-cell and malignant labels (author where given, else inferred)."""
+
+import anndata as ad
+import pandas as pd
+
+from cd8exo import identity
+from cd8exo.io import read_tsv, write_h5ad, write_table
+from cd8exo.log import log_to
+
+with log_to(snakemake.log[0]):
+    adata = ad.read_h5ad(snakemake.input.h5ad)
+    seed = snakemake.params.seed
+    result = identity.identify_cells(
+        adata,
+        cd8_markers=pd.concat(
+            [read_tsv(p, what="CD8 markers") for p in snakemake.input.cd8_markers]
+        ),
+        lineage_markers=read_tsv(snakemake.input.lineage_markers, what="lineage markers"),
+        gene_positions=pd.read_csv(snakemake.input.gene_positions, sep="\t", header=None),
+        cancer_type=snakemake.params.cancer_type or None,
+        force_inference=snakemake.params.force_inference,
+        agreement=snakemake.params.agreement,
+        rng=seed,
+        resolution=snakemake.params.resolution,
+    )
+    write_table(identity.identity_table(result, obs=adata.obs), snakemake.output.identity)
+    agreement = result.agreement.copy()
+    agreement.insert(0, "dataset", snakemake.wildcards.dataset)
+    write_table(agreement, snakemake.output.agreement)
+    profiles, groups = None, None
+    if result.cnv is not None:
+        profiles, groups = identity.cnv_subsample(result.cnv, groups=result.cnv_groups, rng=seed)
+    stored = identity.cnv_to_anndata(profiles, groups=groups, note=result.cnv_note)
+    write_h5ad(stored, snakemake.output.cnv)
+    adata.obs = identity.annotated_obs(adata.obs, result.calls)
+    adata.uns["cd8exo"]["identity"] = {
+        "author_labels": result.author_labels,
+        "force_inference": snakemake.params.force_inference,
+    }
+    write_h5ad(adata, snakemake.output.h5ad)

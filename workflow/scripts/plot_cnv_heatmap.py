@@ -1,0 +1,15 @@
+"""Rule plot_cnv_heatmap: inferred copy-number profiles (cells by group x genome)."""
+
+import anndata as ad
+
+from cd8exo.identity import cnv_figure
+from cd8exo.log import log_to
+from cd8exo.plotting import save_figure
+
+with log_to(snakemake.log[0]):
+    figure = cnv_figure(
+        ad.read_h5ad(snakemake.input.cnv),
+        title=snakemake.wildcards.dataset,
+        rng=snakemake.params.seed,
+    )
+    save_figure(figure, snakemake.output.png)
