@@ -249,3 +249,18 @@ def test_gene_means_in_chunks(normalised, monkeypatch):
     monkeypatch.setattr(scoring_module, "_CHUNK_VALUES", 11)
     np.testing.assert_allclose(gene_means(normalised.X), expected, rtol=1e-12)
     np.testing.assert_allclose(gene_means(normalised.X.tocsc()), expected, rtol=1e-12)
+
+
+def test_many_sets_take_the_sparse_product_with_the_same_scores(normalised):
+    # 40 small sets: W is sparse and tirosh_scores multiplies by the sparse W
+    rng = np.random.default_rng(8)
+    sets = {
+        f"set{i}": rng.choice(normalised.var_names, size=5, replace=False).tolist()
+        for i in range(40)
+    }
+    scores = score_signatures(normalised, sets, rng=1)
+    controls = control_genes(normalised.var_names, gene_means(normalised.X), sets, rng=1)
+    x = pd.DataFrame(normalised.X.toarray().astype(np.float64), columns=normalised.var_names)
+    for name, genes in sets.items():
+        expected = x[genes].mean(axis=1) - x[controls[name]].mean(axis=1)
+        np.testing.assert_allclose(scores[name].to_numpy(), expected.to_numpy(), atol=1e-10)

@@ -633,15 +633,21 @@ def tirosh_scores(
     for signature in signatures:
         logger.debug("Signature %r: %d control genes", signature, len(controls[signature]))
     weights = signature_weights(var_names, signatures, controls)
-    # A dense genes x signatures W: one pass of csr x dense per chunk is faster than a
-    # sparse product once the controls fill several bins, and W is small.
-    dense_weights = weights.toarray()
-    out = np.empty((x.shape[0], len(signatures)), dtype=np.float64)
+    # csr x dense costs ~ stored values x signatures, csr x sparse ~ stored values x
+    # (non-zeros per row of W) with a larger constant: dense W for a few signatures or
+    # a dense W (whole-bin controls), sparse W for many sets (e.g. 200 random sets).
+    n_sets = len(signatures)
+    if n_sets <= 32 or weights.nnz / max(1, weights.shape[0]) >= n_sets / 3:
+        weights = weights.toarray()
+    else:
+        weights = weights.tocsr()
+    out = np.empty((x.shape[0], n_sets), dtype=np.float64)
     for start, stop, chunk in cell_chunks(x, chunk_size=chunk_size):
         chunk64 = sp.csr_matrix(
             (chunk.data.astype(np.float64), chunk.indices, chunk.indptr), shape=chunk.shape
         )
-        out[start:stop] = chunk64 @ dense_weights
+        product = chunk64 @ weights
+        out[start:stop] = product.toarray() if sp.issparse(product) else product
     return out
 
 
