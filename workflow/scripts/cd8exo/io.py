@@ -9,6 +9,7 @@ only when it is complete, so an interrupted run never leaves a truncated output.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import os
 import tempfile
@@ -463,11 +464,21 @@ def write_table(df: pd.DataFrame, path: PathLike, *, index: bool | None = None) 
         raise ValueError(msg)
     if index is None:
         index = not isinstance(df.index, pd.RangeIndex)
-    compression = "gzip" if path.suffix == ".gz" else None
-    _atomic_write(
-        path,
-        lambda tmp: df.to_csv(tmp, sep=_separator(path), index=index, compression=compression),
-    )
+    sep = _separator(path)
+    if path.suffix != ".gz":
+        _atomic_write(path, lambda tmp: df.to_csv(tmp, sep=sep, index=index))
+        return
+
+    def write_gzip(tmp: str) -> None:
+        # no file name and mtime 0 in the gzip header: the same table gives the same bytes
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+            io.TextIOWrapper(gz, encoding="utf-8", newline="") as text,
+        ):
+            df.to_csv(text, sep=sep, index=index)
+
+    _atomic_write(path, write_gzip)
 
 
 def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
