@@ -304,8 +304,8 @@ def test_gzip_tables_are_byte_identical_across_runs(tmp_path):
     import time
 
     table = pd.DataFrame({"patient": ["p1", "p2"], "rho": [0.5, -0.25]})
-    write_table(table, tmp_path / "a.tsv.gz")
+    io.write_table(table, tmp_path / "a.tsv.gz")
     time.sleep(1.1)
-    write_table(table, tmp_path / "b.tsv.gz")
+    io.write_table(table, tmp_path / "b.tsv.gz")
     assert (tmp_path / "a.tsv.gz").read_bytes() == (tmp_path / "b.tsv.gz").read_bytes()
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "b.tsv.gz", sep="\t"), table)
