@@ -23,6 +23,7 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/associate.smk"
 include: "workflow/rules/screen.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/provenance.smk"
 
 
 rule all:

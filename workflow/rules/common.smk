@@ -122,6 +122,15 @@ def screen_gene_set_files():
     return files
 
 
+def config_inputs():
+    """The small input files a run's results depend on (checksummed in run_info)."""
+    files = [config["datasets"], *config["signatures"]["gmt"], config["targets"]["table"]]
+    for column in ("label_map", "truth"):
+        if column in DATASETS:
+            files += [f for f in DATASETS[column].dropna() if isinstance(f, str) and f]
+    return list(dict.fromkeys(files))
+
+
 def final_outputs():
     """Everything `rule all` asks for."""
     per_dataset = [
@@ -142,6 +151,7 @@ def final_outputs():
     outputs.append("results/summary/patients.tsv")
     outputs.append("results/summary/meta_analysis.tsv")
     outputs.append("results/plots/meta/forest")
+    outputs.append("results/summary/run_info.yaml")
     if truth_datasets():
         outputs.append("results/summary/truth_check.tsv")
     if config["scoring"]["compare_methods"]:

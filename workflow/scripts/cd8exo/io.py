@@ -538,3 +538,14 @@ def _find_optional(folder: Path, names: list[str]) -> Path | None:
         )
         raise ValueError(msg)
     return found[0] if found else None
+
+
+def write_yaml(data: object, path: PathLike) -> None:
+    """Write a YAML file atomically (temporary file, then rename)."""
+    import yaml
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            yaml.safe_dump(data, fh, sort_keys=False, default_flow_style=False)
+
+    _atomic_write(Path(path), write)

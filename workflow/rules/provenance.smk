@@ -1,0 +1,26 @@
+# Provenance of a run: what it used, for the report and for anyone repeating it.
+
+
+rule record_run_info:
+    input:
+        config_inputs(),
+    output:
+        yaml="results/summary/run_info.yaml",
+        table=report(
+            "results/summary/run_info.tsv",
+            caption="../report/run_info.rst",
+            category="0. Run information",
+            labels={"table": "software, config, checksums, seed"},
+        ),
+    params:
+        config=config,
+    log:
+        "logs/record_run_info/all.log",
+    threads: 1  # checksums of a few small files
+    resources:
+        mem_mb=500,  # small files only
+        runtime=5,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/record_run_info.py"
