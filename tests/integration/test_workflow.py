@@ -143,3 +143,35 @@ def test_config_typo_gives_one_clear_message(tmp_path, small_cohort):
     assert result.returncode == 1
     assert "unknown key(s) 'min_gene' under 'qc'; allowed keys: max_mito_fraction, min_genes" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_killed_run_reruns_to_identical_results(finished_run, small_cohort, tmp_path):
+    """A run killed part-way (SIGKILL of the whole process group) and rerun gives the same table."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import SNAKEMAKE
+
+    rows = pd.read_csv(finished_run / "config/datasets.tsv", sep="\t").to_dict("records")
+    write_config(tmp_path, rows)
+    target = "results/summary/associations.tsv"
+    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+           target, "--cores", "2", "--configfile", "config/config.yaml"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scores = tmp_path / "results/score_signatures/small.scores.tsv.gz"
+    deadline = time.monotonic() + 600
+    while not scores.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the workflow finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / target).exists()
+    run_snakemake(tmp_path, "--unlock", "--configfile", "config/config.yaml")
+    run_snakemake(tmp_path, target, "--cores", "2", "--rerun-incomplete",
+                  "--configfile", "config/config.yaml")
+    assert (tmp_path / target).read_bytes() == (finished_run / target).read_bytes()
+    leftovers = [p for p in (tmp_path / "results").rglob("*") if ".tmp" in p.name]
+    assert leftovers == []
