@@ -21,7 +21,9 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     result = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=1800)
     if check and result.returncode != 0:
-        pytest.fail(f"snakemake failed ({result.returncode}):\n{result.stdout[-5000:]}\n{result.stderr[-8000:]}")
+        pytest.fail(
+            f"snakemake failed ({result.returncode}):\n{result.stdout[-5000:]}\n{result.stderr[-8000:]}"
+        )
     return result
 
 
@@ -55,9 +57,7 @@ def small_cohort(tmp_path_factory):
     signatures = read_gmt(ROOT / "resources/gene_sets/senders.gmt")
     targets = pd.read_csv(ROOT / "resources/targets/targets.tsv", sep="\t")
     direction = targets.set_index("gene")["expected_direction"]
-    pool = pd.read_csv(
-        ROOT / "resources/genome/gencode_v48_genes_homo_sapiens.csv.gz", header=None
-    )
+    pool = pd.read_csv(ROOT / "resources/genome/gencode_v48_genes_homo_sapiens.csv.gz", header=None)
     pool = sorted(set(pool.loc[pool[4] == "protein_coding", 1]) - {""})
     cohort = simulate_cohort(
         n_patients=12,

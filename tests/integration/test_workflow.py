@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import anndata as ad
 import pandas as pd
 import pytest
@@ -66,7 +64,10 @@ def test_patient_level_not_cell_level(finished_run, small_cohort):
 def test_qc_table_and_outputs(finished_run, small_cohort):
     removed = pd.read_csv(finished_run / "results/filter_cells/small.removed.tsv", sep="\t")
     n_low_quality = len(small_cohort["cohort"].adata.uns["simulation"]["low_quality_cells"])
-    assert removed["n_removed_min_genes"].sum() + removed["n_removed_mito"].sum() >= 0.8 * n_low_quality
+    assert (
+        removed["n_removed_min_genes"].sum() + removed["n_removed_mito"].sum()
+        >= 0.8 * n_low_quality
+    )
     assert removed["n_before"].sum() == small_cohort["cohort"].adata.n_obs
     coverage = pd.read_csv(finished_run / "results/score_signatures/small.coverage.tsv", sep="\t")
     assert (coverage["n_missing"] == 0).all()
@@ -82,8 +83,13 @@ def test_qc_table_and_outputs(finished_run, small_cohort):
 
 def test_report_is_self_contained_html(finished_run):
     run_snakemake(
-        finished_run, "--cores", "1", "--configfile", "config/config.yaml",
-        "--report", "results/report.html",
+        finished_run,
+        "--cores",
+        "1",
+        "--configfile",
+        "config/config.yaml",
+        "--report",
+        "results/report.html",
     )
     html = (finished_run / "results/report.html").read_text(errors="replace")
     assert len(html) > 200_000
@@ -108,7 +114,10 @@ def test_users_own_h5ad_with_other_columns_and_labels(small_cohort, tmp_path):
     )
     adata.write_h5ad(tmp_path / "mine.h5ad")
     labels = pd.DataFrame(
-        {"label": ["Tumor", "CD8 T", "CD4 T", "*"], "cell_type": ["malignant", "CD8_T", "CD4_T", "other"]}
+        {
+            "label": ["Tumor", "CD8 T", "CD4 T", "*"],
+            "cell_type": ["malignant", "CD8_T", "CD4_T", "other"],
+        }
     )
     labels.to_csv(tmp_path / "labels.tsv", sep="\t", index=False)
     write_config(
@@ -125,8 +134,12 @@ def test_users_own_h5ad_with_other_columns_and_labels(small_cohort, tmp_path):
         ],
     )
     run_snakemake(
-        tmp_path, "results/summary/associations.tsv", "--cores", "2",
-        "--configfile", "config/config.yaml",
+        tmp_path,
+        "results/summary/associations.tsv",
+        "--cores",
+        "2",
+        "--configfile",
+        "config/config.yaml",
     )
     assoc = pd.read_csv(tmp_path / "results/summary/associations.tsv", sep="\t")
     row = assoc.set_index(["signature", "target"]).loc[("Chu2023_CD8_c2_Teff", "PLP2")]
@@ -135,13 +148,26 @@ def test_users_own_h5ad_with_other_columns_and_labels(small_cohort, tmp_path):
 
 
 def test_config_typo_gives_one_clear_message(tmp_path, small_cohort):
-    write_config(tmp_path, [{"dataset": "x", "format": "h5ad", "path": "nope.h5ad",
-                             "patient_column": "p", "cell_type_column": "c",
-                             "label_map": str(small_cohort["label_map"])}],
-                 qc={"min_gene": 5})
+    write_config(
+        tmp_path,
+        [
+            {
+                "dataset": "x",
+                "format": "h5ad",
+                "path": "nope.h5ad",
+                "patient_column": "p",
+                "cell_type_column": "c",
+                "label_map": str(small_cohort["label_map"]),
+            }
+        ],
+        qc={"min_gene": 5},
+    )
     result = run_snakemake(tmp_path, "-n", "--configfile", "config/config.yaml", check=False)
     assert result.returncode == 1
-    assert "unknown key(s) 'min_gene' under 'qc'; allowed keys: max_mito_fraction, min_genes" in result.stderr
+    assert (
+        "unknown key(s) 'min_gene' under 'qc'; allowed keys: max_mito_fraction, min_genes"
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr + result.stdout
 
 
@@ -157,10 +183,25 @@ def test_killed_run_reruns_to_identical_results(finished_run, small_cohort, tmp_
     rows = pd.read_csv(finished_run / "config/datasets.tsv", sep="\t").to_dict("records")
     write_config(tmp_path, rows)
     target = "results/summary/associations.tsv"
-    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-           target, "--cores", "2", "--configfile", "config/config.yaml"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [
+        str(SNAKEMAKE),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        target,
+        "--cores",
+        "2",
+        "--configfile",
+        "config/config.yaml",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     scores = tmp_path / "results/score_signatures/small.scores.tsv.gz"
     deadline = time.monotonic() + 600
     while not scores.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -170,8 +211,9 @@ def test_killed_run_reruns_to_identical_results(finished_run, small_cohort, tmp_
     proc.wait()
     assert not (tmp_path / target).exists()
     run_snakemake(tmp_path, "--unlock", "--configfile", "config/config.yaml")
-    run_snakemake(tmp_path, target, "--cores", "2", "--rerun-incomplete",
-                  "--configfile", "config/config.yaml")
+    run_snakemake(
+        tmp_path, target, "--cores", "2", "--rerun-incomplete", "--configfile", "config/config.yaml"
+    )
     assert (tmp_path / target).read_bytes() == (finished_run / target).read_bytes()
     leftovers = [p for p in (tmp_path / "results").rglob("*") if ".tmp" in p.name]
     assert leftovers == []

@@ -1,11 +1,10 @@
 """The patient table round-trips into sender and receiver tables."""
 
 import pandas as pd
+import pytest
 
 from cd8exo.signatures import select_signatures
 from cd8exo.tables import patient_table, split_patient_table
-
-import pytest
 
 
 def test_patient_table_roundtrip(tmp_path):

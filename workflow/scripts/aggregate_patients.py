@@ -17,8 +17,11 @@ from cd8exo.tables import patient_table
 with log_to(snakemake.log[0]):
     adata = ad.read_h5ad(snakemake.input.h5ad)
     scores = pd.read_csv(snakemake.input.scores, sep="\t", index_col="cell")
-    genes = list(dict.fromkeys([*read_targets(snakemake.input.targets)["gene"],
-                                *snakemake.params.extra_targets]))
+    genes = list(
+        dict.fromkeys(
+            [*read_targets(snakemake.input.targets)["gene"], *snakemake.params.extra_targets]
+        )
+    )
     counts = patient_counts(adata.obs).join(median_counts(adata))
     _, excluded = select_patients(
         counts,

@@ -44,7 +44,9 @@ def umap_coordinates(
     Cells x [UMAP1, UMAP2, patient, cell_type].
     """
     if not adata.uns.get("cd8exo", {}).get("log_normalised", False):
-        msg = "umap_coordinates expects log-normalised data; run cd8exo.harmonise.log_normalise first"
+        msg = (
+            "umap_coordinates expects log-normalised data; run cd8exo.harmonise.log_normalise first"
+        )
         raise ValueError(msg)
     work = ad.AnnData(X=adata.X.copy(), obs=adata.obs[["patient", "cell_type"]].copy())
     work.var_names = adata.var_names

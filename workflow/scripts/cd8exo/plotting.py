@@ -8,19 +8,19 @@ import matplotlib as mpl
 
 mpl.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-from .vocabulary import CELL_TYPES  # noqa: E402
+from .vocabulary import CELL_TYPES
 
 __all__ = [
-    "umap_figure",
-    "sender_scores_figure",
     "association_scatter",
     "rho_heatmap",
     "save_figure",
+    "sender_scores_figure",
+    "umap_figure",
 ]
 
 
@@ -60,9 +60,7 @@ def umap_figure(coords: pd.DataFrame, *, title: str = "") -> Figure:
             linewidths=0,
             rasterized=True,
         )
-        handles = [
-            plt.Line2D([], [], marker="o", ls="", color=colours[v], label=v) for v in order
-        ]
+        handles = [plt.Line2D([], [], marker="o", ls="", color=colours[v], label=v) for v in order]
         ax.legend(
             handles=handles,
             loc="center left",
@@ -81,7 +79,11 @@ def umap_figure(coords: pd.DataFrame, *, title: str = "") -> Figure:
 
 
 def sender_scores_figure(
-    scores: pd.DataFrame, *, signatures: list[str], included: set[str] | None = None, title: str = ""
+    scores: pd.DataFrame,
+    *,
+    signatures: list[str],
+    included: set[str] | None = None,
+    title: str = "",
 ) -> Figure:
     """Per-cell signature scores in CD8 T cells, one box per patient, one panel per signature.
 
@@ -132,8 +134,14 @@ def association_scatter(
     ok = x.notna() & y.notna()
     ax.scatter(x[ok], y[ok], s=28, color="#4c72b0", edgecolor="white", linewidth=0.5, zorder=3)
     for patient in x.index[ok]:
-        ax.annotate(str(patient), (x[patient], y[patient]), fontsize=5, alpha=0.6,
-                    xytext=(2, 2), textcoords="offset points")
+        ax.annotate(
+            str(patient),
+            (x[patient], y[patient]),
+            fontsize=5,
+            alpha=0.6,
+            xytext=(2, 2),
+            textcoords="offset points",
+        )
     if ok.sum() >= 2 and np.ptp(x[ok]) > 0:
         slope, intercept = np.polyfit(x[ok].to_numpy(float), y[ok].to_numpy(float), 1)
         grid = np.linspace(x[ok].min(), x[ok].max(), 50)
@@ -153,9 +161,7 @@ def rho_heatmap(table: pd.DataFrame, *, fdr: float = 0.05, title: str = "", ax=N
     rho = table.pivot(index="signature", columns="target", values="rho")
     q = table.pivot(index="signature", columns="target", values="q_value").reindex_like(rho)
     if ax is None:
-        fig, ax = plt.subplots(
-            figsize=(1.0 + 0.55 * rho.shape[1], 1.5 + 0.45 * rho.shape[0])
-        )
+        fig, ax = plt.subplots(figsize=(1.0 + 0.55 * rho.shape[1], 1.5 + 0.45 * rho.shape[0]))
     else:
         fig = ax.figure
     image = ax.imshow(rho.to_numpy(float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
@@ -168,8 +174,15 @@ def rho_heatmap(table: pd.DataFrame, *, fdr: float = 0.05, title: str = "", ax=N
                 ax.text(j, i, "NA", ha="center", va="center", fontsize=6, color="grey")
                 continue
             star = "*" if q.iat[i, j] < fdr else ""
-            ax.text(j, i, f"{value:.2f}{star}", ha="center", va="center", fontsize=6,
-                    color="white" if abs(value) > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}{star}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if abs(value) > 0.6 else "black",
+            )
     fig.colorbar(image, ax=ax, label="Spearman rho across patients", shrink=0.8)
     ax.set_title(title or f"* q < {fdr}", fontsize=9)
     fig.tight_layout()

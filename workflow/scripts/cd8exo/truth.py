@@ -8,7 +8,9 @@ import pandas as pd
 __all__ = ["check_truth"]
 
 
-def check_truth(associations: pd.DataFrame, truth: pd.DataFrame, *, fdr: float = 0.05) -> pd.DataFrame:
+def check_truth(
+    associations: pd.DataFrame, truth: pd.DataFrame, *, fdr: float = 0.05
+) -> pd.DataFrame:
     """Classify each planted (dataset, signature, target) pair as recovered or not.
 
     Parameters
