@@ -1,4 +1,4 @@
-# Helpers shared by every rule file: configuration validation and target lists.
+# Helpers shared by all rule files: configuration validation and target lists.
 
 import sys
 from pathlib import Path
