@@ -1,4 +1,4 @@
-# Helpers shared by all rule files: configuration validation and target lists.
+# Helpers shared by every stage of the workflow (configuration validation, target lists).
 
 import sys
 from pathlib import Path
