@@ -385,3 +385,41 @@ def test_detect_on_real_smartseq2_tpm():
     with pytest.raises(ValueError, match="look like linear TPM/CPM values"):
         detect_value_scale(tpm)
     assert detect_value_scale(np.log2(tpm / 10 + 1)) == "log2_tpm10"
+
+
+# --------------------------------------------------------------------------- #
+# A dataset without cell-type labels (annotate_cells infers CD8 T and malignant cells)
+# --------------------------------------------------------------------------- #
+def test_harmonise_without_labels_gives_other(raw_adata):
+    raw = raw_adata.copy()
+    raw.obs = raw.obs.drop(columns=["label"])
+    result = harmonise(raw, dataset="unlabelled", patient_column="donor")
+    assert (result.obs["cell_type"] == "other").all()
+    assert list(result.obs["cell_type"].cat.categories) == list(CELL_TYPES)
+    assert (result.obs["cell_type_original"] == "unlabelled").all()
+    assert not result.obs["malignant"].any()
+    assert result.uns["cd8exo"]["cell_type_column"] == ""
+    # everything else as with labels: patients, counts layer, value scale
+    assert result.obs["patient"].nunique() == raw_adata.obs["donor"].nunique()
+    assert result.uns["cd8exo"]["value_scale"] == "counts"
+    assert "counts" in result.layers
+
+
+def test_harmonise_without_labels_keeps_a_malignant_column(raw_adata):
+    raw = raw_adata.copy()
+    raw.obs["is_tumour"] = np.where(raw.obs["label"] == "Cancer Epithelial", "yes", "no")
+    raw.obs = raw.obs.drop(columns=["label"])
+    result = harmonise(
+        raw, dataset="unlabelled", patient_column="donor", malignant_column="is_tumour"
+    )
+    assert result.obs["malignant"].sum() == 6 * 40
+    # the malignant cells are malignant in cell_type too, the rest 'other'
+    expected = np.where(result.obs["malignant"], "malignant", "other")
+    assert (result.obs["cell_type"].astype(str).to_numpy() == expected).all()
+
+
+def test_harmonise_needs_labels_and_label_map_together(raw_adata, label_map):
+    with pytest.raises(ValueError, match="cell_type_column is given but label_map is not"):
+        harmonise(raw_adata, dataset="x", patient_column="donor", cell_type_column="label")
+    with pytest.raises(ValueError, match="label_map is given but cell_type_column is not"):
+        harmonise(raw_adata, dataset="x", patient_column="donor", label_map=label_map)

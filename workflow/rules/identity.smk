@@ -15,14 +15,16 @@ IDENTITY_RESOURCES = {
     "lineage_markers": str(
         Path(workflow.basedir) / "resources/markers/malignant_lineage_markers.tsv"
     ),
-    "gene_positions": str(Path(workflow.basedir) / "resources/genome/hg38_gencode_v27_gene_pos.txt"),
+    "gene_positions": str(
+        Path(workflow.basedir) / "resources/genome/hg38_gencode_v27_gene_pos.txt"
+    ),
 }
 
 
 rule annotate_cells:
     input:
-        h5ad="results/filter_cells/{dataset}.h5ad",
         **IDENTITY_RESOURCES,
+        h5ad="results/filter_cells/{dataset}.h5ad",
     output:
         h5ad="results/annotate_cells/{dataset}.h5ad",
         identity=report(
@@ -40,22 +42,22 @@ rule annotate_cells:
             labels={"dataset": "{dataset}", "table": "inferred vs author labels"},
         ),
         cnv="results/annotate_cells/{dataset}.cnv.h5ad",
+    log:
+        "logs/annotate_cells/{dataset}.log",
+    benchmark:
+        "benchmarks/annotate_cells/{dataset}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 1  # Leiden and infercnvpy (n_jobs=1) are single-threaded
+    resources:
+        mem_mb=8000,  # the matrix, its kNN graph and the cells x windows copy-number profiles
+        runtime=120,
     params:
         cancer_type=dataset_cancer_type,
         force_inference=config["identity"]["force_inference"],
         agreement=config["identity"]["agreement"],
         resolution=config["identity"]["resolution"],
         seed=config["seed"],
-    log:
-        "logs/annotate_cells/{dataset}.log",
-    benchmark:
-        "benchmarks/annotate_cells/{dataset}.tsv"
-    threads: 1  # Leiden and infercnvpy (n_jobs=1) are single-threaded
-    resources:
-        mem_mb=8000,  # the matrix, its kNN graph and the cells x windows copy-number profiles
-        runtime=120,
-    conda:
-        "../../envs/scanpy.yaml"
     script:
         "../scripts/annotate_cells.py"
 
@@ -71,15 +73,15 @@ rule plot_cnv_heatmap:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "inferred copy-number profiles"},
         ),
-    params:
-        seed=config["seed"],
     log:
         "logs/plot_cnv_heatmap/{dataset}.log",
+    conda:
+        "../../envs/scanpy.yaml"
     threads: 1  # one matplotlib figure
     resources:
         mem_mb=2000,  # at most 3,000 cells x genomic windows
         runtime=10,
-    conda:
-        "../../envs/scanpy.yaml"
+    params:
+        seed=config["seed"],
     script:
         "../scripts/plot_cnv_heatmap.py"
