@@ -42,11 +42,7 @@ N_POWER = 16
 def inputs() -> CalibrationInputs:
     full = load_inputs(RESOURCES, signatures=[PRIMARY[0]], targets=["PLP2", "ACTB"])
     # a shorter background pool only saves time: the drawn genes' names do not matter
-    return CalibrationInputs(
-        signatures=full.signatures,
-        targets=full.targets,
-        background_pool=full.background_pool[:3000],
-    )
+    return replace(full, background_pool=full.background_pool[:3000])
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,9 @@ Every cohort is drawn by :func:`cd8exo.simulate.simulate_cohort` and analysed by
 workflow's own per-dataset path, function by function as the rule scripts call them:
 :func:`~cd8exo.harmonise.harmonise` (author labels -> vocabulary) ->
 :func:`~cd8exo.qc.filter_cells` -> :func:`~cd8exo.harmonise.log_normalise` ->
+:func:`~cd8exo.identity.identify_cells` (the authors' labels win; its label-hidden
+agreement run is a diagnostic that changes no label and is skipped) ->
+:func:`~cd8exo.scoring.prepare_signatures` (overlap guard, coverage) ->
 :func:`~cd8exo.scoring.score_signatures` -> patient aggregation
 (:func:`~cd8exo.aggregate.patient_counts`, :func:`~cd8exo.aggregate.median_counts`,
 :func:`~cd8exo.aggregate.select_patients`, :func:`~cd8exo.aggregate.sender_scores`,
@@ -67,10 +70,12 @@ from .aggregate import (
     select_patients,
     sender_scores,
 )
+from .genes import SymbolTables, load_symbol_tables
 from .harmonise import harmonise, log_normalise
+from .identity import annotated_obs, identify_cells
 from .meta import meta_analysis
 from .qc import filter_cells
-from .scoring import score_signatures
+from .scoring import prepare_signatures, receiver_gene_sets, score_signatures
 from .specificity import null_score_tables, random_set_scores
 from .stats import association_table, specificity_p_values
 from .tables import patient_covariates, patient_table, split_patient_table
@@ -168,6 +173,12 @@ class CalibrationSettings:
     sender_effect_size, target_effect_size
         Power cohorts: log-scale effects of one SD of ``a_p`` on the activation genes in
         CD8+ T cells and of ``c_p`` on the primary target in malignant cells.
+    cancer_type
+        The dataset sheet's ``cancer_type`` of the cohorts (lineage markers of the
+        identity step).
+    min_coverage
+        Signatures with a smaller share of their genes scored are skipped, as in the
+        config.
     min_genes
         QC minimum of detected genes. *Calibration value*: the config's 200 is meant for
         whole transcriptomes; with ~1,200 simulated genes many good cells detect fewer,
@@ -201,6 +212,8 @@ class CalibrationSettings:
     independent_signatures: tuple[str, ...] = _INDEPENDENT
     sender_effect_size: float = 1.0
     target_effect_size: float = 1.0
+    cancer_type: str = "melanoma"
+    min_coverage: float = 0.5
     min_genes: int = 50
     max_mito_fraction: float = 0.2
     min_cd8_cells: int = 10
@@ -226,11 +239,20 @@ class CalibrationInputs:
         Receiver target genes (simulated in malignant cells and tested).
     background_pool
         Gene symbols the background genes are drawn from.
+    identity
+        The marker and gene-position tables of the identity step
+        (:func:`cd8exo.identity.identify_cells` keywords ``cd8_markers``,
+        ``lineage_markers``, ``gene_positions``), as the ``annotate_cells`` rule reads them.
+    symbol_tables
+        HGNC alias tables for :func:`cd8exo.scoring.prepare_signatures` (``None``: exact
+        names, which is all a simulated cohort needs).
     """
 
     signatures: Mapping[str, Sequence[str]]
     targets: tuple[str, ...]
     background_pool: tuple[str, ...] = field(repr=False)
+    identity: Mapping[str, pd.DataFrame] = field(repr=False, default_factory=dict)
+    symbol_tables: SymbolTables | None = field(repr=False, default=None)
 
 
 def load_inputs(
@@ -245,7 +267,8 @@ def load_inputs(
     ----------
     resources
         The repository's ``resources/`` directory (``gene_sets/senders.gmt``,
-        ``targets/targets.tsv``, ``genome/gencode_v48_genes_homo_sapiens.csv.gz``).
+        ``targets/targets.tsv``, ``genome/gencode_v48_genes_homo_sapiens.csv.gz``, and the
+        identity step's ``markers/`` and ``genome/hg38_gencode_v27_gene_pos.txt``).
     signatures, targets
         Keep only these signatures / targets (default: all), e.g. to make a quick run.
 
@@ -253,7 +276,7 @@ def load_inputs(
     -------
     The inputs of :func:`simulate_calibration_cohort`.
     """
-    from .io import read_gmt, read_targets
+    from .io import read_gmt, read_targets, read_tsv
 
     resources = Path(resources)
     all_signatures = read_gmt(resources / "gene_sets" / "senders.gmt")
@@ -279,8 +302,30 @@ def load_inputs(
     pool = simulate._protein_coding_symbols(
         resources / "genome" / "gencode_v48_genes_homo_sapiens.csv.gz"
     )
+    markers = resources / "markers"
+    identity = {
+        "cd8_markers": pd.concat(
+            [
+                read_tsv(markers / name, what="CD8 markers")
+                for name in ("cd8_identity_markers.tsv", "cd8_support_markers.tsv")
+            ]
+        ),
+        "lineage_markers": read_tsv(
+            markers / "malignant_lineage_markers.tsv", what="lineage markers"
+        ),
+        "gene_positions": pd.read_csv(
+            resources / "genome" / "hg38_gencode_v27_gene_pos.txt", sep="\t", header=None
+        ),
+    }
     return CalibrationInputs(
-        signatures=dict(all_signatures), targets=tuple(all_targets), background_pool=tuple(pool)
+        signatures=dict(all_signatures),
+        targets=tuple(all_targets),
+        background_pool=tuple(pool),
+        identity=identity,
+        symbol_tables=load_symbol_tables(
+            resources / "genome" / "hgnc_alias_table.tsv.gz",
+            resources / "genome" / "gencode_v48_genes_homo_sapiens.csv.gz",
+        ),
     )
 
 
@@ -396,14 +441,18 @@ def analyse_cohort(
     settings: CalibrationSettings,
     seeds: Mapping[str, int],
     alpha: float = 0.05,
+    identity: Mapping[str, pd.DataFrame] | None = None,
+    symbol_tables: SymbolTables | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Run the workflow's per-dataset path on a simulated cohort.
 
-    harmonise -> filter_cells -> log_normalise -> score_signatures -> patient table
-    (counts, median counts, exclusions, sender scores, receiver pseudobulk) ->
-    association_table (covariates, bootstrap CI at level ``1 - alpha``, permutation p) ->
-    matched random sets -> specificity_p_values; the same calls, in the same order, as
-    the rule scripts ``prepare_dataset`` to ``associate_patients``.
+    harmonise -> filter_cells -> log_normalise -> identify_cells (author labels win; no
+    agreement run) -> prepare_signatures (overlap guard against the targets, coverage) ->
+    score_signatures -> patient table (counts, median counts, exclusions, sender scores,
+    receiver pseudobulk) -> association_table (covariates, bootstrap CI at level
+    ``1 - alpha``, permutation p) -> matched random sets of the signatures as given ->
+    specificity_p_values; the same calls, in the same order, as the rule scripts
+    ``prepare_dataset`` to ``associate_patients``.
 
     Parameters
     ----------
@@ -414,7 +463,15 @@ def analyse_cohort(
     settings
         Workflow parameters.
     seeds
-        Integer seeds ``scoring``, ``stats`` and ``random_sets``.
+        Integer seeds ``scoring`` (also the identity step's), ``stats`` and
+        ``random_sets``.
+    identity
+        Keywords ``cd8_markers``, ``lineage_markers`` and ``gene_positions`` of
+        :func:`cd8exo.identity.identify_cells` (:attr:`CalibrationInputs.identity`); empty
+        skips the identity step (the simulated cohorts carry the authors' labels, which it
+        would keep).
+    symbol_tables
+        HGNC alias tables of the signature matching (``None``: exact names).
     alpha
         The CI level is ``1 - alpha``.
 
@@ -436,10 +493,27 @@ def analyse_cohort(
         adata, min_genes=settings.min_genes, max_mito_fraction=settings.max_mito_fraction
     )
     kept = log_normalise(kept)
+    if identity:
+        calls = identify_cells(
+            kept,
+            **identity,
+            cancer_type=settings.cancer_type,
+            agreement=False,
+            rng=seeds["scoring"],
+        )
+        kept.obs = annotated_obs(kept.obs, calls.calls)
+    prepared = prepare_signatures(
+        signatures,
+        kept.var_names,
+        tables=symbol_tables,
+        exclude=receiver_gene_sets(list(targets)),
+        min_coverage=settings.min_coverage,
+    )
     scores = score_signatures(
         kept,
-        signatures,
+        prepared.signatures,
         rng=seeds["scoring"],
+        method="tirosh",
         n_bins=settings.n_bins,
         ctrl_size=settings.ctrl_size,
     )
@@ -533,6 +607,8 @@ def _run_task(task: tuple[str, int, int, float | None, int]) -> pd.DataFrame:
         settings=settings,
         seeds=seeds,
         alpha=float(_WORKER["alpha"]),  # type: ignore[arg-type]
+        identity=inputs.identity,
+        symbol_tables=inputs.symbol_tables,
     )
     patients = cohort.patients
     latent_r = (
