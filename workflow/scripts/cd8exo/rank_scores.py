@@ -23,6 +23,8 @@ signatures membership matrix.
 ``r_i`` the score is ``1 - (sum r_i - n(n+1)/2) / (n max_rank - n(n+1)/2)``, the
 Mann-Whitney U statistic normalised to [0, 1]. Here it is computed as
 ``sum(max_rank - r_i over r_i <= max_rank) / (n max_rank - n(n+1)/2)``, the same number.
+These are pyucell's conventions (tested equal to it); the R package may differ in details
+such as how the unexpressed genes are ranked.
 
 **AUCell** (Aibar S et al., Nat Methods 2017;14:1083, as in ``decoupler.mt.aucell``
 2.x): genes never detected in any cell are left out (decoupler removes empty
