@@ -34,6 +34,7 @@ rule score_signatures:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "table": "sender genes removed (overlap guard)"},
         ),
+        prepared="results/score_signatures/{dataset}.prepared.gmt",
     params:
         include=config["signatures"]["include"],
         extra_targets=config["targets"]["extra"],
@@ -110,14 +111,18 @@ rule compare_scoring_methods:
 rule score_random_sets:
     input:
         h5ad="results/annotate_cells/{dataset}.h5ad",
-        gmt=config["signatures"]["gmt"],
+        # the signatures exactly as scored (alias rescue, overlap guard, skips applied)
+        gmt="results/score_signatures/{dataset}.prepared.gmt",
     output:
         scores="results/score_random_sets/{dataset}.tsv.gz",
     params:
-        include=config["signatures"]["include"],
         n_sets=config["association"]["n_random_sets"],
+        method=config["scoring"]["method"],
         n_bins=config["scoring"]["n_bins"],
         ctrl_size=config["scoring"]["ctrl_size"],
+        max_rank=config["scoring"]["ucell_max_rank"],
+        n_up=config["scoring"]["aucell_n_up"],
+        aucell_ties=config["scoring"]["aucell_ties"],
         seed=config["seed"],
     log:
         "logs/score_random_sets/{dataset}.log",

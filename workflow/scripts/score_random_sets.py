@@ -4,20 +4,21 @@ import anndata as ad
 
 from cd8exo.io import read_gmt, write_table
 from cd8exo.log import log_to
-from cd8exo.signatures import select_signatures
 from cd8exo.specificity import random_set_scores
 
 with log_to(snakemake.log[0]):
-    adata = ad.read_h5ad(snakemake.input.h5ad)
-    signatures = select_signatures(
-        [read_gmt(path) for path in snakemake.input.gmt], include=snakemake.params.include
-    )
+    params = snakemake.params
     scores = random_set_scores(
-        adata,
-        signatures,
-        n_sets=snakemake.params.n_sets,
-        n_bins=snakemake.params.n_bins,
-        ctrl_size=snakemake.params.ctrl_size,
-        rng=snakemake.params.seed,
+        ad.read_h5ad(snakemake.input.h5ad),
+        read_gmt(snakemake.input.gmt),
+        n_sets=params.n_sets,
+        n_bins=params.n_bins,
+        rng=params.seed,
+        # scored exactly as the signatures were
+        method=params.method,
+        ctrl_size=params.ctrl_size,
+        max_rank=params.max_rank,
+        n_up=params.n_up,
+        aucell_ties=params.aucell_ties,
     )
     write_table(scores, snakemake.output.scores)

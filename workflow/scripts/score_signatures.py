@@ -3,7 +3,7 @@
 import anndata as ad
 
 from cd8exo.genes import load_symbol_tables
-from cd8exo.io import read_gmt, read_targets, write_table
+from cd8exo.io import read_gmt, read_targets, write_gmt, write_table
 from cd8exo.log import log_to
 from cd8exo.scoring import prepare_signatures, receiver_gene_sets, score_signatures
 from cd8exo.signatures import select_signatures
@@ -21,6 +21,7 @@ with log_to(snakemake.log[0]):
     )
     write_table(prepared.coverage, snakemake.output.coverage)
     write_table(prepared.overlap, snakemake.output.overlap)
+    write_gmt(prepared.signatures, snakemake.output.prepared, description="as scored")
     scores = score_signatures(
         adata,
         prepared.signatures,

@@ -549,3 +549,14 @@ def write_yaml(data: object, path: PathLike) -> None:
             yaml.safe_dump(data, fh, sort_keys=False, default_flow_style=False)
 
     _atomic_write(Path(path), write)
+
+
+def write_gmt(gene_sets: dict[str, list[str]], path: PathLike, *, description: str = "") -> None:
+    """Write gene sets as GMT (name, description, genes; tab-separated), atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            for name, genes in gene_sets.items():
+                fh.write("\t".join([name, description or name, *genes]) + "\n")
+
+    _atomic_write(Path(path), write)

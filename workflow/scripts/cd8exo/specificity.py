@@ -3,7 +3,7 @@
 A sender signature's association with a target is specific when it is stronger than
 that of random gene sets of the same size drawn from the same expression bins
 (:func:`cd8exo.stats.matched_random_sets`). This module scores those sets exactly as
-the signature is scored (Tirosh method, per cell) and averages them over each
+the signature is scored (same method as the signatures) and averages them over each
 patient's CD8 T cells, giving the null per-patient scores that
 :func:`cd8exo.stats.specificity_p_values` compares the observed rho with.
 """
@@ -35,8 +35,8 @@ def random_set_scores(
     *,
     n_sets: int = 200,
     n_bins: int = 25,
-    ctrl_size: int = 50,
     rng: int,
+    **score_options,
 ) -> pd.DataFrame:
     """Per-patient CD8 T-cell scores of random gene sets matched to each signature.
 
@@ -48,12 +48,15 @@ def random_set_scores(
         Signature name -> genes (genes absent from ``adata`` are dropped).
     n_sets
         Random sets per signature; 0 returns an empty table.
-    n_bins, ctrl_size
-        As for :func:`cd8exo.scoring.score_signatures` (used both to match the random
-        sets' expression and to score them).
+    n_bins
+        Expression bins the random sets are matched in (and, for the Tirosh method, the
+        control-gene bins).
     rng
         Seed; each signature's sets come from their own child seed, so a signature's null
         does not depend on the other signatures.
+    **score_options
+        Passed to :func:`cd8exo.scoring.score_signatures` (``method``, ``ctrl_size``,
+        ``max_rank``, ...): the random sets must be scored exactly as the signatures.
 
     Returns
     -------
@@ -76,7 +79,7 @@ def random_set_scores(
             present, means, n_sets=n_sets, n_bins=n_bins, rng=np.random.default_rng(child)
         )
         named = {f"{name}{SET_SEPARATOR}{i}": s for i, s in enumerate(sets)}
-        scores = score_signatures(adata, named, rng=rng, n_bins=n_bins, ctrl_size=ctrl_size)
+        scores = score_signatures(adata, named, rng=rng, n_bins=n_bins, **score_options)
         per_patient = sender_scores(scores, adata.obs)
         long = per_patient.rename_axis(index="patient", columns="set").stack().rename("score")
         long = long.reset_index()
