@@ -27,6 +27,6 @@ include: "workflow/rules/provenance.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

@@ -15,20 +15,20 @@ rule aggregate_patients:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "table": "excluded patients"},
         ),
-    params:
-        extra_targets=config["targets"]["extra"],
-        min_cd8_cells=config["aggregation"]["min_cd8_cells"],
-        min_malignant_cells=config["aggregation"]["min_malignant_cells"],
     log:
         "logs/aggregate_patients/{dataset}.log",
     benchmark:
         "benchmarks/aggregate_patients/{dataset}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
     threads: 1  # group sums over a sparse matrix
     resources:
         mem_mb=4000,  # the matrix and its linear-scale copy of the target genes
         runtime=30,
-    conda:
-        "../../envs/scanpy.yaml"
+    params:
+        extra_targets=config["targets"]["extra"],
+        min_cd8_cells=config["aggregation"]["min_cd8_cells"],
+        min_malignant_cells=config["aggregation"]["min_malignant_cells"],
     script:
         "../scripts/aggregate_patients.py"
 
@@ -45,11 +45,11 @@ rule summarise_patients:
         ),
     log:
         "logs/summarise_patients/all.log",
+    conda:
+        "../../envs/scanpy.yaml"
     threads: 1  # concatenation of small tables
     resources:
         mem_mb=1000,  # a few small tables
         runtime=10,
-    conda:
-        "../../envs/scanpy.yaml"
     script:
         "../scripts/concatenate_tables.py"

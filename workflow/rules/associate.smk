@@ -7,6 +7,16 @@ rule associate_patients:
         random_sets="results/score_random_sets/{dataset}.tsv.gz",
     output:
         table="results/associate_patients/{dataset}.associations.tsv",
+    log:
+        "logs/associate_patients/{dataset}.log",
+    benchmark:
+        "benchmarks/associate_patients/{dataset}.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1  # vectorised over the targets of each signature
+    resources:
+        mem_mb=2000,  # bootstrap and permutation index arrays over patients
+        runtime=30,
     params:
         dataset="{dataset}",
         min_patients=config["association"]["min_patients"],
@@ -16,16 +26,6 @@ rule associate_patients:
         n_perm=config["association"]["n_perm"],
         covariates=config["association"]["covariates"],
         seed=config["seed"],
-    log:
-        "logs/associate_patients/{dataset}.log",
-    benchmark:
-        "benchmarks/associate_patients/{dataset}.tsv"
-    threads: 1  # vectorised over the targets of each signature
-    resources:
-        mem_mb=2000,  # bootstrap and permutation index arrays over patients
-        runtime=30,
-    conda:
-        "../../envs/stats.yaml"
     script:
         "../scripts/associate_patients.py"
 
@@ -44,12 +44,12 @@ rule summarise_associations:
         ),
     log:
         "logs/summarise_associations/all.log",
+    conda:
+        "../../envs/stats.yaml"
     threads: 1  # concatenation of small tables
     resources:
         mem_mb=1000,  # a few small tables
         runtime=10,
-    conda:
-        "../../envs/stats.yaml"
     script:
         "../scripts/concatenate_tables.py"
 
@@ -65,17 +65,17 @@ rule check_truth:
             category="4. Associations",
             labels={"table": "planted truth vs recovered (simulated data)"},
         ),
-    params:
-        datasets=truth_datasets(),
-        fdr=config["association"]["fdr"],
     log:
         "logs/check_truth/all.log",
+    conda:
+        "../../envs/stats.yaml"
     threads: 1  # a table join
     resources:
         mem_mb=1000,  # small tables
         runtime=10,
-    conda:
-        "../../envs/stats.yaml"
+    params:
+        datasets=truth_datasets(),
+        fdr=config["association"]["fdr"],
     script:
         "../scripts/check_truth.py"
 
@@ -90,15 +90,15 @@ rule meta_analysis:
             category="6. Meta-analysis",
             labels={"table": "random-effects meta-analysis across datasets"},
         ),
-    params:
-        level=config["association"]["ci_level"],
     log:
         "logs/meta_analysis/all.log",
+    conda:
+        "../../envs/stats.yaml"
     threads: 1  # one small weighted sum per (signature, target)
     resources:
         mem_mb=1000,  # small tables
         runtime=10,
-    conda:
-        "../../envs/stats.yaml"
+    params:
+        level=config["association"]["ci_level"],
     script:
         "../scripts/meta_analysis.py"

@@ -13,6 +13,18 @@
 rule download_dataset:
     output:
         manifest="results/download_dataset/{dataset}.files.tsv",
+    log:
+        "logs/download_dataset/{dataset}.log",
+    wildcard_constraints:
+        dataset=one_of(public_datasets()),
+    # on a cluster, compute nodes often have no internet: download on the submitting host
+    localrule: True
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 1  # network-bound
+    resources:
+        mem_mb=500,  # streamed to disk in 1 MB chunks
+        runtime=240,  # large GEO files over a slow link
     params:
         entry=registry_entry_of,
         folder=download_folder,
@@ -21,18 +33,6 @@ rule download_dataset:
         retries=config["download"]["retries"],
         backoff=config["download"]["backoff"],
         timeout=config["download"]["timeout"],
-    log:
-        "logs/download_dataset/{dataset}.log",
-    wildcard_constraints:
-        dataset=one_of(public_datasets()),
-    # on a cluster, compute nodes often have no internet: download on the submitting host
-    localrule: True
-    threads: 1  # network-bound
-    resources:
-        mem_mb=500,  # streamed to disk in 1 MB chunks
-        runtime=240,  # large GEO files over a slow link
-    conda:
-        "../../envs/scanpy.yaml"
     script:
         "../scripts/download_dataset.py"
 
@@ -42,20 +42,20 @@ rule prepare_public_dataset:
         unpack(public_dataset_inputs),
     output:
         h5ad="results/prepare_dataset/{dataset}.h5ad",
-    params:
-        dataset="{dataset}",
-        entry=registry_entry_of,
     log:
         "logs/prepare_public_dataset/{dataset}.log",
     benchmark:
         "benchmarks/prepare_public_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset=one_of(public_datasets()),
+    conda:
+        "../../envs/scanpy.yaml"
     threads: 1  # text and Matrix Market parsing is single-threaded
     resources:
         mem_mb=16000,  # up to ~200,000 cells (GSE131907): sparse values, read in chunks, held twice
         runtime=120,
-    conda:
-        "../../envs/scanpy.yaml"
+    params:
+        dataset="{dataset}",
+        entry=registry_entry_of,
     script:
         "../scripts/prepare_public_dataset.py"

@@ -14,12 +14,12 @@ rule plot_umap:
         ),
     log:
         "logs/plot_umap/{dataset}.log",
+    conda:
+        "../../envs/scanpy.yaml"
     threads: 1  # one matplotlib figure
     resources:
         mem_mb=2000,  # coordinates of every cell
         runtime=10,
-    conda:
-        "../../envs/scanpy.yaml"
     script:
         "../scripts/plot_umap.py"
 
@@ -38,12 +38,12 @@ rule plot_sender_scores:
         ),
     log:
         "logs/plot_sender_scores/{dataset}.log",
+    conda:
+        "../../envs/scanpy.yaml"
     threads: 1  # one matplotlib figure
     resources:
         mem_mb=2000,  # per-cell scores
         runtime=10,
-    conda:
-        "../../envs/scanpy.yaml"
     script:
         "../scripts/plot_sender_scores.py"
 
@@ -59,16 +59,16 @@ rule plot_rho_heatmap:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "Spearman rho heatmap"},
         ),
-    params:
-        fdr=config["association"]["fdr"],
     log:
         "logs/plot_rho_heatmap/{dataset}.log",
+    conda:
+        "../../envs/stats.yaml"
     threads: 1  # one matplotlib figure
     resources:
         mem_mb=1000,  # a small table
         runtime=10,
-    conda:
-        "../../envs/stats.yaml"
+    params:
+        fdr=config["association"]["fdr"],
     script:
         "../scripts/plot_rho_heatmap.py"
 
@@ -88,12 +88,12 @@ rule plot_scatters:
         ),
     log:
         "logs/plot_scatters/{dataset}.log",
+    conda:
+        "../../envs/stats.yaml"
     threads: 1  # one small figure per pair, drawn in sequence
     resources:
         mem_mb=1000,  # patient-level tables only
         runtime=20,
-    conda:
-        "../../envs/stats.yaml"
     script:
         "../scripts/plot_scatters.py"
 
@@ -111,15 +111,15 @@ rule plot_forests:
             subcategory="forest plots",
             labels={"signature": "{signature}", "target": "{target}"},
         ),
-    params:
-        level=config["association"]["ci_level"],
     log:
         "logs/plot_forests/all.log",
+    conda:
+        "../../envs/stats.yaml"
     threads: 1  # one small figure per pair, drawn in sequence
     resources:
         mem_mb=1000,  # small tables
         runtime=20,
-    conda:
-        "../../envs/stats.yaml"
+    params:
+        level=config["association"]["ci_level"],
     script:
         "../scripts/plot_forests.py"

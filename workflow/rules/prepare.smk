@@ -6,8 +6,6 @@ rule prepare_dataset:
         unpack(dataset_inputs),
     output:
         h5ad="results/prepare_dataset/{dataset}.h5ad",
-    params:
-        row=dataset_row,
     log:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:
@@ -15,11 +13,13 @@ rule prepare_dataset:
     wildcard_constraints:
         # rows with a registry_id are prepared by prepare_public_dataset (download.smk)
         dataset=one_of(local_datasets()),
+    conda:
+        "../../envs/scanpy.yaml"
     threads: 1  # reading and relabelling is single-threaded
     resources:
         mem_mb=4000,  # one dataset's matrix held twice (as read, harmonised)
         runtime=30,
-    conda:
-        "../../envs/scanpy.yaml"
+    params:
+        row=dataset_row,
     script:
         "../scripts/prepare_dataset.py"

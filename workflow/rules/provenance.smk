@@ -12,15 +12,15 @@ rule record_run_info:
             category="0. Run information",
             labels={"table": "software, config, checksums, seed"},
         ),
-    params:
-        config=config,
     log:
         "logs/record_run_info/all.log",
+    conda:
+        "../../envs/stats.yaml"
     threads: 1  # checksums of a few small files
     resources:
         mem_mb=500,  # small files only
         runtime=5,
-    conda:
-        "../../envs/stats.yaml"
+    params:
+        config=config,
     script:
         "../scripts/record_run_info.py"

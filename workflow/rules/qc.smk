@@ -13,19 +13,19 @@ rule filter_cells:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "table": "cells removed by QC"},
         ),
-    params:
-        min_genes=config["qc"]["min_genes"],
-        max_mito_fraction=config["qc"]["max_mito_fraction"],
     log:
         "logs/filter_cells/{dataset}.log",
     benchmark:
         "benchmarks/filter_cells/{dataset}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
     threads: 1  # per-cell sums over a sparse matrix
     resources:
         mem_mb=4000,  # the matrix, its counts layer and the log-normalised copy
         runtime=30,
-    conda:
-        "../../envs/scanpy.yaml"
+    params:
+        min_genes=config["qc"]["min_genes"],
+        max_mito_fraction=config["qc"]["max_mito_fraction"],
     script:
         "../scripts/filter_cells.py"
 
@@ -35,20 +35,20 @@ rule embed_cells:
         h5ad="results/annotate_cells/{dataset}.h5ad",
     output:
         umap="results/embed_cells/{dataset}.umap.tsv.gz",
+    log:
+        "logs/embed_cells/{dataset}.log",
+    benchmark:
+        "benchmarks/embed_cells/{dataset}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 2  # PCA and UMAP use numba/BLAS threads
+    resources:
+        mem_mb=6000,  # dense PCA input of the highly variable genes
+        runtime=60,
     params:
         n_top_genes=config["embedding"]["n_top_genes"],
         n_pcs=config["embedding"]["n_pcs"],
         n_neighbors=config["embedding"]["n_neighbors"],
         seed=config["seed"],
-    log:
-        "logs/embed_cells/{dataset}.log",
-    benchmark:
-        "benchmarks/embed_cells/{dataset}.tsv"
-    threads: 2  # PCA and UMAP use numba/BLAS threads
-    resources:
-        mem_mb=6000,  # dense PCA input of the highly variable genes
-        runtime=60,
-    conda:
-        "../../envs/scanpy.yaml"
     script:
         "../scripts/embed_cells.py"

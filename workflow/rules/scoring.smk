@@ -35,6 +35,16 @@ rule score_signatures:
             labels={"dataset": "{dataset}", "table": "sender genes removed (overlap guard)"},
         ),
         prepared="results/score_signatures/{dataset}.prepared.gmt",
+    log:
+        "logs/score_signatures/{dataset}.log",
+    benchmark:
+        "benchmarks/score_signatures/{dataset}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 1  # one pass over chunks of cells
+    resources:
+        mem_mb=4000,  # the log-normalised matrix plus one chunk of about 4e6 stored values
+        runtime=30,
     params:
         include=config["signatures"]["include"],
         extra_targets=config["targets"]["extra"],
@@ -46,16 +56,6 @@ rule score_signatures:
         n_up=config["scoring"]["aucell_n_up"],
         aucell_ties=config["scoring"]["aucell_ties"],
         seed=config["seed"],
-    log:
-        "logs/score_signatures/{dataset}.log",
-    benchmark:
-        "benchmarks/score_signatures/{dataset}.tsv"
-    threads: 1  # one pass over chunks of cells
-    resources:
-        mem_mb=4000,  # the log-normalised matrix plus one chunk of about 4e6 stored values
-        runtime=30,
-    conda:
-        "../../envs/scanpy.yaml"
     script:
         "../scripts/score_signatures.py"
 
@@ -83,6 +83,16 @@ rule compare_scoring_methods:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "concordance of scoring methods"},
         ),
+    log:
+        "logs/compare_scoring_methods/{dataset}.log",
+    benchmark:
+        "benchmarks/compare_scoring_methods/{dataset}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 1  # the four methods one after the other
+    resources:
+        mem_mb=4000,  # the matrix, one chunk, and four cells x signatures score tables
+        runtime=60,
     params:
         include=config["signatures"]["include"],
         extra_targets=config["targets"]["extra"],
@@ -94,16 +104,6 @@ rule compare_scoring_methods:
         n_up=config["scoring"]["aucell_n_up"],
         aucell_ties=config["scoring"]["aucell_ties"],
         seed=config["seed"],
-    log:
-        "logs/compare_scoring_methods/{dataset}.log",
-    benchmark:
-        "benchmarks/compare_scoring_methods/{dataset}.tsv"
-    threads: 1  # the four methods one after the other
-    resources:
-        mem_mb=4000,  # the matrix, one chunk, and four cells x signatures score tables
-        runtime=60,
-    conda:
-        "../../envs/scanpy.yaml"
     script:
         "../scripts/compare_scoring_methods.py"
 
@@ -115,6 +115,16 @@ rule score_random_sets:
         gmt="results/score_signatures/{dataset}.prepared.gmt",
     output:
         scores="results/score_random_sets/{dataset}.tsv.gz",
+    log:
+        "logs/score_random_sets/{dataset}.log",
+    benchmark:
+        "benchmarks/score_random_sets/{dataset}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 1  # one sparse matrix product per signature's random sets
+    resources:
+        mem_mb=6000,  # the matrix plus cells x random-sets scores of one signature
+        runtime=60,
     params:
         n_sets=config["association"]["n_random_sets"],
         method=config["scoring"]["method"],
@@ -124,15 +134,5 @@ rule score_random_sets:
         n_up=config["scoring"]["aucell_n_up"],
         aucell_ties=config["scoring"]["aucell_ties"],
         seed=config["seed"],
-    log:
-        "logs/score_random_sets/{dataset}.log",
-    benchmark:
-        "benchmarks/score_random_sets/{dataset}.tsv"
-    threads: 1  # one sparse matrix product per signature's random sets
-    resources:
-        mem_mb=6000,  # the matrix plus cells x random-sets scores of one signature
-        runtime=60,
-    conda:
-        "../../envs/scanpy.yaml"
     script:
         "../scripts/score_random_sets.py"

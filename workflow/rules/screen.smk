@@ -23,6 +23,16 @@ rule screen_tumour_genes:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "table": "preranked GSEA"},
         ),
+    log:
+        "logs/screen_tumour_genes/{dataset}.log",
+    benchmark:
+        "benchmarks/screen_tumour_genes/{dataset}.tsv"
+    conda:
+        "../../envs/gseapy.yaml"
+    threads: 1  # gseapy permutes in compiled code; the Hallmark sets take seconds on one thread
+    resources:
+        mem_mb=4000,  # the cell matrix, its linear-scale copy and a dense patients x genes table
+        runtime=30,
     params:
         min_cells_fraction=config["screen"]["min_cells_fraction"],
         min_cpm=config["screen"]["min_cpm"],
@@ -31,16 +41,6 @@ rule screen_tumour_genes:
         min_size=config["screen"]["min_size"],
         max_size=config["screen"]["max_size"],
         seed=config["seed"],
-    log:
-        "logs/screen_tumour_genes/{dataset}.log",
-    benchmark:
-        "benchmarks/screen_tumour_genes/{dataset}.tsv"
-    threads: 1  # gseapy permutes in compiled code; the Hallmark sets take seconds on one thread
-    resources:
-        mem_mb=4000,  # the cell matrix, its linear-scale copy and a dense patients x genes table
-        runtime=30,
-    conda:
-        "../../envs/gseapy.yaml"
     script:
         "../scripts/screen_tumour_genes.py"
 
@@ -56,15 +56,15 @@ rule plot_top_programs:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "top programs (preranked GSEA)"},
         ),
-    params:
-        n_top=config["screen"]["n_top"],
     log:
         "logs/plot_top_programs/{dataset}.log",
+    conda:
+        "../../envs/stats.yaml"
     threads: 1  # one matplotlib figure
     resources:
         mem_mb=1000,  # a small table
         runtime=10,
-    conda:
-        "../../envs/stats.yaml"
+    params:
+        n_top=config["screen"]["n_top"],
     script:
         "../scripts/plot_top_programs.py"
