@@ -50,7 +50,10 @@ rule annotate_cells:
         "../../envs/scanpy.yaml"
     threads: 1  # Leiden and infercnvpy (n_jobs=1) are single-threaded
     resources:
-        mem_mb=8000,  # the matrix, its kNN graph and the cells x windows copy-number profiles
+        # up to ~200,000 cells (GSE131907), an estimate: the matrix and its counts, the
+        # gene subset infercnvpy smooths and the cells x windows copy-number profiles
+        # (the demo cohorts peak at 0.5 GB, CID4465 at 1.3 GB)
+        mem_mb=16000,
         runtime=120,
     params:
         cancer_type=dataset_cancer_type,
