@@ -21,7 +21,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_snakemake, write_config
+from workflow_helpers import run_snakemake, write_config
 
 from cd8exo.identity import IDENTITY_COLUMNS, agreement_table
 

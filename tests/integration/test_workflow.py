@@ -5,7 +5,7 @@ from __future__ import annotations
 import anndata as ad
 import pandas as pd
 import pytest
-from conftest import ROOT, run_snakemake, write_config
+from workflow_helpers import ROOT, run_snakemake, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -178,7 +178,7 @@ def test_killed_run_reruns_to_identical_results(finished_run, small_cohort, tmp_
     import subprocess
     import time
 
-    from conftest import SNAKEMAKE
+    from workflow_helpers import SNAKEMAKE
 
     rows = pd.read_csv(finished_run / "config/datasets.tsv", sep="\t").to_dict("records")
     write_config(tmp_path, rows)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import make_raw
+from synthetic_data import make_raw
 
 from cd8exo.concordance import concordance_figure, concordance_table, method_scores
 from cd8exo.harmonise import log_normalise
