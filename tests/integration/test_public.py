@@ -25,8 +25,8 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 import yaml
-from workflow_helpers import ROOT, run_snakemake, write_config
 from http_server import closed_port_url, serve
+from workflow_helpers import ROOT, run_snakemake, write_config
 
 from cd8exo.readers import check_harmonised
 
