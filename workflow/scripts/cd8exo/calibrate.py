@@ -81,6 +81,8 @@ from .stats import association_table, specificity_p_values
 from .tables import patient_covariates, patient_table, split_patient_table
 
 __all__ = [
+    "COHORT_COLUMNS",
+    "EXTRA_KINDS",
     "P_VALUE_KINDS",
     "CalibrationInputs",
     "CalibrationSettings",
@@ -906,7 +908,7 @@ def type1_table(
             "pass the pair the cohorts were analysed for."
         )
         raise ValueError(msg)
-    kinds = [*P_VALUE_KINDS, "bootstrap_ci"]
+    kinds = [*P_VALUE_KINDS, EXTRA_KINDS[0]]  # the meta-analysis p is added below
     groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(null), dtype=bool))]
     for n in sorted(pd.unique(null["n_planned"])):
         groups.append((str(int(n)), (null["n_planned"] == n).to_numpy()))
