@@ -23,13 +23,14 @@ import pytest
 import scanpy as sc
 import scipy.io
 import scipy.sparse as sp
+from shared_data import SHARED_REFERENCE
 
 from cd8exo import identity
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKERS = ROOT / "resources" / "markers"
 GENE_POSITIONS = ROOT / "resources" / "genome" / "hg38_gencode_v27_gene_pos.txt"
-REFERENCE_DATA = Path("/work/shared/reference/data")
+REFERENCE_DATA = SHARED_REFERENCE / "data"
 WU2021 = REFERENCE_DATA / "wu2021_CID4465"
 TIROSH2016 = REFERENCE_DATA / "tirosh2016_oligodendroglioma"
 

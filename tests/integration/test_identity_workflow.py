@@ -15,19 +15,18 @@ Data provenance: /work/shared/reference/PROVENANCE_data.md.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import SHARED_REFERENCE
 from workflow_helpers import run_snakemake, write_config
 
 from cd8exo.identity import IDENTITY_COLUMNS, agreement_table
 
 pytestmark = pytest.mark.integration
 
-WU2021 = Path("/work/shared/reference/data/wu2021_CID4465")
+WU2021 = SHARED_REFERENCE / "data" / "wu2021_CID4465"
 #: The workflow's default seed (config.schema.yaml): the figures of the README.
 SEED = 20261126
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from shared_data import SHARED_REFERENCE
 
 from cd8exo.harmonise import (
     detect_value_scale,
@@ -370,7 +370,7 @@ def test_detect_ignores_empty_cells(raw_adata):
     assert detect_value_scale(sp.csr_matrix(x)) == "log1p_norm"
 
 
-TIROSH2016 = Path("/work/shared/reference/data/tirosh2016_oligodendroglioma")
+TIROSH2016 = SHARED_REFERENCE / "data" / "tirosh2016_oligodendroglioma"
 
 
 @pytest.mark.skipif(not TIROSH2016.exists(), reason="reference fixture not available")

@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
+from shared_data import SHARED_REFERENCE
 
 from cd8exo import io
 
-WU2021 = Path("/work/shared/reference/data/wu2021_CID4465")
+WU2021 = SHARED_REFERENCE / "data" / "wu2021_CID4465"
 
 
 # --------------------------------------------------------------------------- #
@@ -45,7 +46,7 @@ def test_read_gmt_set_without_genes_names_file_and_line(tmp_path):
 
 
 def test_read_gmt_reads_the_reference_signatures():
-    path = Path("/work/shared/reference/gene_sets/cd8_tcell_signatures.gmt")
+    path = SHARED_REFERENCE / "gene_sets" / "cd8_tcell_signatures.gmt"
     if not path.exists():
         pytest.skip("reference gene sets not available")
     sets = io.read_gmt(path)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from shared_data import SHARED_REFERENCE
 
 from cd8exo.harmonise import log_normalise
 from cd8exo.qc import filter_cells, qc_metrics
@@ -114,7 +114,7 @@ def test_filter_cells_rejects_bad_fraction(contract_adata):
         filter_cells(contract_adata, min_genes=200, max_mito_fraction=20)
 
 
-WU2021 = Path("/work/shared/reference/data/wu2021_CID4465")
+WU2021 = SHARED_REFERENCE / "data" / "wu2021_CID4465"
 
 
 @pytest.mark.skipif(not WU2021.exists(), reason="reference fixture not available")

@@ -18,6 +18,7 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 from http_server import serve
+from shared_data import SHARED_REFERENCE
 
 from cd8exo.download import fetch_dataset
 from cd8exo.genes import load_symbol_tables
@@ -35,7 +36,7 @@ from cd8exo.vocabulary import CELL_TYPES
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = load_registry(REPO / "resources" / "datasets" / "registry.yaml")
-SHARED_DATA = REPO.parent / "shared" / "reference" / "data"
+SHARED_DATA = SHARED_REFERENCE / "data"
 GENOME = REPO / "resources" / "genome"
 NO_WAIT = {"backoff": 0.0, "sleep": lambda _: None, "timeout": 5.0}
 
