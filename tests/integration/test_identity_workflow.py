@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from shared_data import SHARED_REFERENCE
-from workflow_helpers import run_snakemake, write_config
+from workflow_helpers import run_snakemake, small_cohort_row, write_config
 
 from cd8exo.identity import IDENTITY_COLUMNS, agreement_table
 
@@ -146,18 +146,7 @@ def labelled_run(small_cohort, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("identity_labelled")
     write_config(
         workdir,
-        [
-            {
-                "dataset": "small",
-                "format": "h5ad",
-                "path": str(small_cohort["h5ad"]),
-                "patient_column": "donor_id",
-                "sample_column": "sample_id",
-                "cell_type_column": "author_cell_type",
-                "label_map": str(small_cohort["label_map"]),
-                "value_scale": "counts",
-            }
-        ],
+        [small_cohort_row(small_cohort)],
         identity={"agreement": True},
     )
     run_snakemake(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anndata as ad
 import pandas as pd
 import pytest
-from workflow_helpers import ROOT, run_snakemake, write_config
+from workflow_helpers import ROOT, run_snakemake, small_cohort_row, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -15,19 +15,7 @@ def finished_run(small_cohort, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
     write_config(
         workdir,
-        [
-            {
-                "dataset": "small",
-                "format": "h5ad",
-                "path": str(small_cohort["h5ad"]),
-                "patient_column": "donor_id",
-                "sample_column": "sample_id",
-                "cell_type_column": "author_cell_type",
-                "label_map": str(small_cohort["label_map"]),
-                "value_scale": "counts",
-                "truth": str(small_cohort["truth"]),
-            }
-        ],
+        [small_cohort_row(small_cohort, truth=str(small_cohort["truth"]))],
     )
     run_snakemake(workdir, "--cores", "2", "--configfile", "config/config.yaml")
     return workdir

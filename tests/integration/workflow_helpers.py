@@ -45,3 +45,18 @@ def write_config(workdir: Path, rows: list[dict], **overrides) -> Path:
         )
     (config_dir / "config.yaml").write_text(yaml.safe_dump(config))
     return config_dir / "config.yaml"
+
+
+def small_cohort_row(cohort: dict, **extra) -> dict:
+    """The dataset-sheet row of the ``small_cohort`` fixture (h5ad with author-style columns)."""
+    return {
+        "dataset": "small",
+        "format": "h5ad",
+        "path": str(cohort["h5ad"]),
+        "patient_column": "donor_id",
+        "sample_column": "sample_id",
+        "cell_type_column": "author_cell_type",
+        "label_map": str(cohort["label_map"]),
+        "value_scale": "counts",
+        **extra,
+    }

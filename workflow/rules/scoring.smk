@@ -63,11 +63,8 @@ rule score_signatures:
 rule compare_scoring_methods:
     input:
         h5ad="results/annotate_cells/{dataset}.h5ad",
-        gmt=config["signatures"]["gmt"],
-        targets=config["targets"]["table"],
-        programs=config["signatures"]["overlap_gmt"],
-        hgnc_aliases=HGNC_TABLES["hgnc_aliases"],
-        ensembl_symbols=HGNC_TABLES["ensembl_symbols"],
+        # the signatures exactly as scored (alias rescue, overlap guard, skips applied)
+        gmt="results/score_signatures/{dataset}.prepared.gmt",
     output:
         table=report(
             "results/compare_scoring_methods/{dataset}.concordance.tsv",
@@ -94,9 +91,6 @@ rule compare_scoring_methods:
         mem_mb=4000,  # the matrix, one chunk, and four cells x signatures score tables
         runtime=60,
     params:
-        include=config["signatures"]["include"],
-        extra_targets=config["targets"]["extra"],
-        min_coverage=config["signatures"]["min_coverage"],
         min_cd8_cells=config["aggregation"]["min_cd8_cells"],
         n_bins=config["scoring"]["n_bins"],
         ctrl_size=config["scoring"]["ctrl_size"],
