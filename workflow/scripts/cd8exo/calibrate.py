@@ -673,6 +673,42 @@ def _run_tasks(
     return pd.concat(results, ignore_index=True)
 
 
+def _run_family(
+    family: str,
+    n_cohorts: int,
+    *,
+    inputs: CalibrationInputs,
+    settings: CalibrationSettings | None,
+    alpha: float,
+    rng: int,
+    jobs: int,
+) -> pd.DataFrame:
+    """Check the settings, list one family's cohorts and run them (see the public callers).
+
+    ``"null"``: cohort ``i`` has ``null_sizes[i % len(null_sizes)]`` patients and nothing
+    planted. ``"power"``: ``n_cohorts`` cohorts per (size, rho) of the power grid, cohort
+    ``i`` of a size with the same seeds for every rho.
+    """
+    settings = settings or CalibrationSettings()
+    _check_settings(settings, inputs)
+    if n_cohorts < 1:
+        msg = f"n_cohorts must be at least 1, got {n_cohorts}."
+        raise ValueError(msg)
+    if family == "null":
+        sizes = settings.null_sizes
+        tasks = [("null", i, sizes[i % len(sizes)], None, int(rng)) for i in range(n_cohorts)]
+    else:
+        tasks = [
+            ("power", i, n, float(rho), int(rng))
+            for n in settings.power_sizes
+            for rho in settings.power_rhos
+            for i in range(n_cohorts)
+        ]
+    return _run_tasks(
+        tasks, inputs=inputs, settings=settings, alpha=alpha, jobs=jobs, what=f"{family} cohorts"
+    )
+
+
 def run_null_cohorts(
     n_cohorts: int,
     *,
@@ -706,15 +742,8 @@ def run_null_cohorts(
     One row per (cohort, signature, target), columns :data:`COHORT_COLUMNS`
     (``family = "null"``).
     """
-    settings = settings or CalibrationSettings()
-    _check_settings(settings, inputs)
-    if n_cohorts < 1:
-        msg = f"n_cohorts must be at least 1, got {n_cohorts}."
-        raise ValueError(msg)
-    sizes = settings.null_sizes
-    tasks = [("null", i, sizes[i % len(sizes)], None, int(rng)) for i in range(n_cohorts)]
-    return _run_tasks(
-        tasks, inputs=inputs, settings=settings, alpha=alpha, jobs=jobs, what="null cohorts"
+    return _run_family(
+        "null", n_cohorts, inputs=inputs, settings=settings, alpha=alpha, rng=rng, jobs=jobs
     )
 
 
@@ -743,19 +772,8 @@ def run_power_cohorts(
     One row per cohort (the primary pair only), columns :data:`COHORT_COLUMNS`
     (``family = "power"``).
     """
-    settings = settings or CalibrationSettings()
-    _check_settings(settings, inputs)
-    if n_cohorts < 1:
-        msg = f"n_cohorts must be at least 1, got {n_cohorts}."
-        raise ValueError(msg)
-    tasks = [
-        ("power", i, n, float(rho), int(rng))
-        for n in settings.power_sizes
-        for rho in settings.power_rhos
-        for i in range(n_cohorts)
-    ]
-    return _run_tasks(
-        tasks, inputs=inputs, settings=settings, alpha=alpha, jobs=jobs, what="power cohorts"
+    return _run_family(
+        "power", n_cohorts, inputs=inputs, settings=settings, alpha=alpha, rng=rng, jobs=jobs
     )
 
 
