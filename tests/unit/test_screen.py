@@ -13,12 +13,12 @@ from cd8exo.aggregate import receiver_expression
 from cd8exo.screen import (
     ENRICHMENT_COLUMNS,
     RANKED_COLUMNS,
-    combine_gene_sets,
     malignant_pseudobulk,
     prerank,
     rank_genes,
     top_programs_figure,
 )
+from cd8exo.signatures import merge_gene_sets
 
 # --------------------------------------------------------------------------------------
 # malignant_pseudobulk
@@ -288,11 +288,18 @@ def test_prerank_names_a_changed_gseapy_output(planted, monkeypatch):
         prerank(planted["ranked"], planted["sets"], permutations=10, min_size=10)
 
 
-def test_combine_gene_sets_rejects_a_name_in_two_files():
-    combined = combine_gene_sets({"a.gmt": {"S1": ["X", "Y"]}, "b.gmt": {"S2": ["Z"]}})
+def test_screen_gene_sets_merge_and_a_name_in_two_files_names_screen_gmt():
+    # the screen_tumour_genes rule merges the screen.gmt files with this call
+    combined = merge_gene_sets(
+        {"a.gmt": {"S1": ["X", "Y"]}, "b.gmt": {"S2": ["Z"]}}, config_key="screen.gmt"
+    )
     assert combined == {"S1": ["X", "Y"], "S2": ["Z"]}
-    with pytest.raises(ValueError, match=r"'S1' is in both a\.gmt and b\.gmt"):
-        combine_gene_sets({"a.gmt": {"S1": ["X"]}, "b.gmt": {"S1": ["Z"]}})
+    with pytest.raises(ValueError, match=r"is in both") as error:
+        merge_gene_sets({"a.gmt": {"S1": ["X"]}, "b.gmt": {"S1": ["Z"]}}, config_key="screen.gmt")
+    message = str(error.value)
+    assert "'S1' is in both a.gmt and b.gmt" in message
+    assert "drop one file from screen.gmt" in message
+    assert "signatures.gmt" not in message
 
 
 # --------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ with log_to(snakemake.log[0]):
     adata = ad.read_h5ad(inputs.h5ad)
     targets = [*read_targets(inputs.targets)["gene"], *params.extra_targets]
     prepared = prepare_signatures(
-        select_signatures([read_gmt(path) for path in inputs.gmt], include=params.include),
+        select_signatures({path: read_gmt(path) for path in inputs.gmt}, include=params.include),
         adata.var_names,
         tables=load_symbol_tables(inputs.hgnc_aliases, inputs.ensembl_symbols),
         exclude=receiver_gene_sets(targets, programs=[read_gmt(p) for p in inputs.programs]),

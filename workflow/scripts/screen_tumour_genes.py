@@ -5,7 +5,8 @@ import pandas as pd
 
 from cd8exo.io import read_gmt, write_table
 from cd8exo.log import log_to
-from cd8exo.screen import combine_gene_sets, malignant_pseudobulk, prerank, rank_genes
+from cd8exo.screen import malignant_pseudobulk, prerank, rank_genes
+from cd8exo.signatures import merge_gene_sets
 from cd8exo.tables import split_patient_table
 
 with log_to(snakemake.log[0]):
@@ -20,7 +21,9 @@ with log_to(snakemake.log[0]):
     ranked = rank_genes(sender, pseudobulk, min_patients=snakemake.params.min_patients)
     enrichment = prerank(
         ranked,
-        combine_gene_sets({path: read_gmt(path) for path in snakemake.input.gmt}),
+        merge_gene_sets(
+            {path: read_gmt(path) for path in snakemake.input.gmt}, config_key="screen.gmt"
+        ),
         permutations=snakemake.params.permutations,
         rng=snakemake.params.seed,
         min_size=snakemake.params.min_size,

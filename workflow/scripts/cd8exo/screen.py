@@ -58,7 +58,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ENRICHMENT_COLUMNS",
     "RANKED_COLUMNS",
-    "combine_gene_sets",
     "malignant_pseudobulk",
     "prerank",
     "rank_genes",
@@ -340,40 +339,6 @@ def rank_genes(
 # --------------------------------------------------------------------------------------
 
 
-def combine_gene_sets(
-    collections: Mapping[str, Mapping[str, Sequence[str]]],
-) -> dict[str, list[str]]:
-    """Merge gene-set collections (e.g. several GMT files) into one mapping.
-
-    Parameters
-    ----------
-    collections
-        Source (e.g. the GMT path) -> gene-set name -> genes.
-
-    Returns
-    -------
-    Gene-set name -> genes, in source order.
-
-    Raises
-    ------
-    ValueError
-        When a set name occurs in two sources (the enrichment table is keyed by name).
-    """
-    combined: dict[str, list[str]] = {}
-    origin: dict[str, str] = {}
-    for source, sets in collections.items():
-        for name, genes in sets.items():
-            if name in combined:
-                msg = (
-                    f"Gene set {name!r} is in both {origin[name]} and {source}; rename one of "
-                    "them or drop one file from screen.gmt."
-                )
-                raise ValueError(msg)
-            combined[name] = list(genes)
-            origin[name] = str(source)
-    return combined
-
-
 def _seed_of(rng: int | np.random.Generator | None) -> int:
     """A non-negative int seed for gseapy, drawn from ``rng`` (an int seed or a Generator)."""
     return int(np.random.default_rng(rng).integers(0, 2**31 - 1))
@@ -405,7 +370,7 @@ def prerank(
         From :func:`rank_genes`.
     gene_sets
         Gene-set name -> genes (e.g. :func:`cd8exo.io.read_gmt` of the Hallmark GMT;
-        several files via :func:`combine_gene_sets`).
+        several files via :func:`cd8exo.signatures.merge_gene_sets`).
     permutations
         Gene-set permutations per signature (>= 1).
     rng
