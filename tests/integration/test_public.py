@@ -1,31 +1,35 @@
 """Public datasets through Snakemake: a dataset-sheet row naming a registry id is downloaded
 from a local HTTP server, verified, read and harmonised, then analysed like a local dataset.
 
-The server (tests/http_server.py, 127.0.0.1 only) serves miniature files written here in the
-exact published layouts, with their quirks (R-quoted CSV, metadata rows, quoted and
-Excel-damaged gene names, a tar of Matrix Market files, a 10x-style HDF5). The registry URLs
-are pointed at the server by a test copy of the registry (config ``download: registry:``),
-so the workflow and the package run unchanged.
+The server (tests/http_server.py, 127.0.0.1 only) serves miniature files in the exact
+published layouts, with their quirks (R-quoted CSV, metadata rows, quoted and Excel-damaged
+gene names, a tar of Matrix Market files, a 10x-style HDF5), written by
+tests/published_layouts.py. The registry URLs are pointed at the server by a test copy of the
+registry (config ``download: registry:``), so the workflow and the package run unchanged.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import shutil
 import socket
-import tarfile
 
 import anndata as ad
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.io
 import scipy.sparse as sp
 import yaml
 from http_server import closed_port_url, serve
+from published_layouts import (
+    WU_CELLS,
+    gse72056_files,
+    gse103322_files,
+    gse115978_layout,
+    gse131907_files,
+    gse176078_files,
+    tisch2_files,
+)
 from workflow_helpers import ROOT, run_snakemake, write_config
 
 from cd8exo.readers import check_harmonised
@@ -103,23 +107,8 @@ def lock_entries(workdir):
     return dict(zip(lock["filename"], lock["sha256"], strict=True))
 
 
-def r_csv(rows):
-    """Lines as R's write.csv writes them: strings quoted, numbers bare."""
-
-    def cell(v):
-        return str(v) if isinstance(v, int | float | np.integer | np.floating) else f'"{v}"'
-
-    return "".join(",".join(cell(v) for v in row) + "\n" for row in rows)
-
-
-def log2_tpm10(rng, n_genes, n_cells):
-    tpm = rng.gamma(0.3, 1.0, size=(n_genes, n_cells))
-    tpm = tpm / tpm.sum(axis=0) * 1e6
-    return np.round(np.log2(tpm / 10 + 1), 4)
-
-
 # --------------------------------------------------------------------------- #
-# Miniature files in the published layouts
+# GSE115978 from the simulated cohort (the other layouts: tests/published_layouts.py)
 # --------------------------------------------------------------------------- #
 #: The simulator's author labels as Jerby-Arnon 2018 wrote them ("?" = not assigned).
 JERBY_LABELS = {
@@ -129,9 +118,9 @@ JERBY_LABELS = {
 }  # fmt: skip
 
 
-def gse115978_files(cohort):
-    """GSE115978_counts.csv.gz (genes x cells, R write.csv) and cell.annotations.csv.gz from
-    a simulated cohort; its first patient's cells are split into samples Mel129pa/Mel129pb."""
+def gse115978_from_cohort(cohort):
+    """GSE115978's two files holding a simulated cohort's counts, in the authors' labels;
+    its first patient's cells are split into samples Mel129pa/Mel129pb."""
     adata = cohort.adata
     donors = sorted(adata.obs["donor_id"].unique())
     rename = {d: f"Mel{60 + i}" for i, d in enumerate(donors)}
@@ -142,189 +131,15 @@ def gse115978_files(cohort):
     sample.iloc[first] = np.where(np.arange(first.size) % 2 == 0, "Mel129pa", "Mel129pb")
     counts = sp.csc_matrix(adata.X).toarray().T.astype(np.int64)  # genes x cells
     cells = [f"{c}_comb" for c in adata.obs_names]
-    lines = ['"",' + ",".join(f'"{c}"' for c in cells) + "\n"]
-    lines += [
-        f'"{gene}",' + ",".join(map(str, row)) + "\n"
-        for gene, row in zip(adata.var_names, counts, strict=True)
-    ]
-    header = ["cells", "samples", "cell.types", "treatment.group", "Cohort", "no.of.genes",
-              "no.of.reads"]  # fmt: skip
     labels = adata.obs["author_cell_type"].astype(str).map(JERBY_LABELS)
-    rows = [
-        [cell, s, label, "treatment.naive", "Tirosh et al.", 3000, 100000]
-        for cell, s, label in zip(cells, sample, labels, strict=True)
-    ]
-    annotation = r_csv([header, *rows[::-1]])  # another order than the matrix
-    files = {
-        "GSE115978_counts.csv.gz": gzip.compress("".join(lines).encode()),
-        "GSE115978_cell.annotations.csv.gz": gzip.compress(annotation.encode()),
-    }
+    files = gse115978_layout(
+        counts, genes=adata.var_names, cells=list(zip(cells, sample, labels, strict=True))
+    )
     truth = pd.DataFrame(
         {"patient": patient.to_numpy(), "sample": sample.to_numpy(), "label": labels.to_numpy()},
         index=cells,
     )
     return files, counts, truth
-
-
-TIROSH_CELLS = [  # id, tumor, malignant code, non-malignant type code
-    ("Cy79_CD45neg_A01_S1_comb", 79, 2, 0),
-    ("Cy79_CD45pos_A02_S2_comb", 79, 1, 1),
-    ("Cy79_CD45pos_A03_S3_comb", 79, 1, 2),
-    ("cy80-CD45-pos-B04_S4_comb", 80, 1, 3),
-    ("cy80-CD45-neg-B05_S5_comb", 80, 1, 4),
-    ("cy80-CD45-neg-B06_S6_comb", 80, 1, 5),
-    ("cy80-CD45-pos-B07_S7_comb", 80, 1, 6),
-    ("cy80-CD45-neg-B08_S8_comb", 80, 0, 0),
-    ("cy80-CD45-neg-B10_S10_comb", 80, 2, 0),
-]
-TIROSH_GENES = ["C9orf152", "RPS11", "ELMO2", "1-Mar", "1-Sep", "PLP2", "MLANA"]
-
-
-def gse72056_files(rng):
-    """3 metadata rows under the header, log2(TPM/10+1), Excel-damaged gene names."""
-    values = log2_tpm10(rng, len(TIROSH_GENES), len(TIROSH_CELLS))
-    lines = ["Cell\t" + "\t".join(c for c, *_ in TIROSH_CELLS)]
-    lines.append("tumor\t" + "\t".join(str(t) for _, t, _, _ in TIROSH_CELLS))
-    lines.append(
-        "malignant(1=no,2=yes,0=unresolved)\t" + "\t".join(str(m) for _, _, m, _ in TIROSH_CELLS)
-    )
-    lines.append(
-        "non-malignant cell type (1=T,2=B,3=Macro.4=Endo.,5=CAF;6=NK)\t"
-        + "\t".join(str(k) for *_, k in TIROSH_CELLS)
-    )
-    for gene, row in zip(TIROSH_GENES, values, strict=True):
-        lines.append(gene + "\t" + "\t".join(f"{v:.4f}" for v in row))
-    text = "\n".join(lines) + "\n"
-    return {"GSE72056_melanoma_single_cell_revised_v2.txt.gz": gzip.compress(text.encode())}, values
-
-
-PURAM_CELLS = [  # id, lymph node, cancer, non-cancer, non-cancer type
-    ("HN28_P15_D06_S330_comb", 1, 0, 1, "T cell"),
-    ("HN28_P6_G05_S173_comb", 0, 0, 1, "-Fibroblast"),
-    ("HN26_P14_D11_S239_comb", 1, 1, 0, "0"),
-    ("HNSCC26_P24_H05_S377_comb", 0, 1, 0, "0"),
-    ("HNSCC_combo1_HNSCC_ComboP1_A01_S1_comb", 0, 1, 0, "0"),
-    ("HN28_P7_A01_S9_comb", 0, 0, 0, "0"),
-    ("HN26_P3_B02_S10_comb", 0, 0, 1, "Macrophage"),
-]
-PURAM_GENES = ["C9orf152", "RPS11", "PLP2", "KRT5", "CD8A"]
-
-
-def gse103322_files(rng):
-    """Empty corner cell, 5 metadata rows (one name with two spaces), genes in single quotes."""
-    values = log2_tpm10(rng, len(PURAM_GENES), len(PURAM_CELLS))
-    rows = [
-        ["", *(c for c, *_ in PURAM_CELLS)],
-        ["processed by Maxima enzyme", *["1"] * len(PURAM_CELLS)],
-        ["Lymph node", *(str(c[1]) for c in PURAM_CELLS)],
-        ["classified  as cancer cell", *(str(c[2]) for c in PURAM_CELLS)],
-        ["classified as non-cancer cells", *(str(c[3]) for c in PURAM_CELLS)],
-        ["non-cancer cell type", *(c[4] for c in PURAM_CELLS)],
-    ]
-    rows += [
-        [f"'{g}'", *(f"{v:.4f}" for v in row)] for g, row in zip(PURAM_GENES, values, strict=True)
-    ]
-    text = "\n".join("\t".join(row) for row in rows) + "\n"
-    return {"GSE103322_HNSCC_all_data.txt.gz": gzip.compress(text.encode())}, values
-
-
-WU_CELLS = [  # barcode, patient, subtype, celltype_minor, celltype_major
-    ("CID3586_AAGACCTCAGCATGAG", "CID3586", "HER2+", "Endothelial ACKR1", "Endothelial"),
-    ("CID3586_AAGGTTCGTAGTACCT", "CID3586", "HER2+", "T cells CD8+", "T-cells"),
-    ("CID3586_ACCAGTAGTTGTGGCC", "CID3586", "HER2+", "Cancer Her2 SC", "Cancer Epithelial"),
-    ("CID4465_AAACGGGTCATCGATG", "CID4465", "TNBC", "Cycling T-cells", "T-cells"),
-    ("CID4465_AAAGATGAGGCCCTTG", "CID4465", "TNBC", "Cancer Basal SC", "Cancer Epithelial"),
-    ("CID4465_AACCATGTCTTGCATT", "CID4465", "TNBC", "Plasmablasts", "Plasmablasts"),
-]
-WU_GENES = ["RP11-34P13.7", "PLP2", "CD8A", "KRT5", "SEPT7"]
-
-
-def gse176078_files(tmp_path, rng):
-    """A tar.gz of one folder: count_matrix_sparse.mtx (genes x cells), count_matrix_genes.tsv,
-    count_matrix_barcodes.tsv and metadata.csv (R write.csv with row names)."""
-    counts = rng.integers(1, 30, size=(len(WU_GENES), len(WU_CELLS)))
-    counts[WU_GENES.index("PLP2"), 2] = 77
-    folder = tmp_path / "build" / "Wu_etal_2021_BRCA_scRNASeq"
-    folder.mkdir(parents=True)
-    scipy.io.mmwrite(folder / "count_matrix_sparse.mtx", sp.coo_matrix(counts), field="integer")
-    (folder / "count_matrix_genes.tsv").write_text("\n".join(WU_GENES) + "\n")
-    (folder / "count_matrix_barcodes.tsv").write_text("\n".join(c for c, *_ in WU_CELLS) + "\n")
-    header = ["", "orig.ident", "nCount_RNA", "nFeature_RNA", "percent.mito", "subtype",
-              "celltype_subset", "celltype_minor", "celltype_major"]  # fmt: skip
-    rows = [[c, p, 4000 + i, 1500 + i, 1.5, s, f"{minor} s1", minor, major]
-            for i, (c, p, s, minor, major) in enumerate(WU_CELLS)]  # fmt: skip
-    (folder / "metadata.csv").write_text(r_csv([header, *rows]))
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        tar.add(folder, arcname="Wu_etal_2021_BRCA_scRNASeq")
-    return {"GSE176078_Wu_etal_2021_BRCA_scRNASeq.tar.gz": buffer.getvalue()}, counts
-
-
-KIM_CELLS = [  # Index, Sample, Sample_Origin, Cell_type, Cell_type.refined, Cell_subtype
-    ("AAACCTGAGAAACCAT_LUNG_N01", "LUNG_N01", "nLung", "Epithelial cells", "Epithelial cells", "AT2"),
-    ("AAACCTGCAGCTCGAC_LUNG_T06", "LUNG_T06", "tLung", "Epithelial cells", "Epithelial cells", "Malignant cells"),
-    ("AAACGGGAGCTGCAAG_LUNG_T06", "LUNG_T06", "tLung", "T lymphocytes", "T lymphocytes", "Cytotoxic CD8+ T"),
-    ("AAAGCAAAGATGTGTA_LUNG_T06", "LUNG_T06", "tLung", "NK cells", "NK cells", "NA"),
-    ("AACTCAGTCAGCTTAG_BRONCHO_58", "BRONCHO_58", "tL/B", "Myeloid cells", "Myeloid cells", "mo-Mac"),
-    ("AACTCTTAGGACAGAA_BRONCHO_58", "BRONCHO_58", "tL/B", "Epithelial cells", "Epithelial cells", "tS2"),
-    ("AAGGAGCGTCTAGCCG_EBUS_10", "EBUS_10", "mLN", "B lymphocytes", "B lymphocytes", "Follicular B cells"),
-]  # fmt: skip
-KIM_GENES = ["RP11-34P13.7", "PLP2", "CD8A", "EPCAM"]
-
-
-def gse131907_files(rng):
-    """A tab-separated UMI matrix (corner cell 'Index') and the cell annotation table."""
-    counts = rng.integers(0, 5, size=(len(KIM_GENES), len(KIM_CELLS)))
-    counts[2, 2] = 9
-    matrix = "Index\t" + "\t".join(c[0] for c in KIM_CELLS) + "\n"
-    matrix += "".join(
-        g + "\t" + "\t".join(map(str, row)) + "\n" for g, row in zip(KIM_GENES, counts, strict=True)
-    )
-    annotation = (
-        "Index\tBarcode\tSample\tSample_Origin\tCell_type\tCell_type.refined\tCell_subtype\n"
-    )
-    annotation += "".join("\t".join([c[0], c[0].split("_")[0], *c[1:]]) + "\n" for c in KIM_CELLS)
-    return {
-        "GSE131907_Lung_Cancer_raw_UMI_matrix.txt.gz": gzip.compress(matrix.encode()),
-        "GSE131907_Lung_Cancer_cell_annotation.txt.gz": gzip.compress(annotation.encode()),
-    }, counts
-
-
-TISCH_CELLS = [  # Cell, malignancy, major lineage, patient, sample
-    ("Mel79_AAAC", "Malignant cells", "Malignant", "Mel79", "Mel79_pre"),
-    ("Mel79_AAAG", "Immune cells", "CD8Tex", "Mel79", "Mel79_pre"),
-    ("Mel80_AAAC", "Immune cells", "CD8T", "Mel80", "Mel80_post"),
-    ("Mel80_AAGG", "Immune cells", "Mono/Macro", "Mel80", "Mel80_post"),
-    ("Mel80_AGGT", "Malignant cells", "Malignant", "Mel80", "Mel80_post"),
-]
-TISCH_GENES = ["PLP2", "CD8A", "GZMB", "MLANA"]
-
-
-def tisch2_files(tmp_path, rng):
-    """<DS>_expression.h5 (10x-style HDF5, genes x cells) and <DS>_CellMetainfo_table.tsv."""
-    counts = rng.integers(1, 30, size=(len(TISCH_CELLS), len(TISCH_GENES))).astype(np.float64)
-    path = tmp_path / "tisch.h5"
-    csc = sp.csc_matrix(counts.T)
-    with h5py.File(path, "w") as handle:
-        group = handle.create_group("matrix")
-        group["barcodes"] = np.array([c[0] for c in TISCH_CELLS], dtype="S")
-        group["data"] = csc.data.astype(np.float32)
-        group["indices"] = csc.indices
-        group["indptr"] = csc.indptr
-        group["shape"] = np.array(csc.shape)
-        features = group.create_group("features")
-        features["name"] = np.array(TISCH_GENES, dtype="S")
-        features["id"] = np.array(TISCH_GENES, dtype="S")
-    meta = ("Cell\tUMAP_1\tUMAP_2\tCluster\tCelltype (malignancy)\tCelltype (major-lineage)\t"
-            "Celltype (minor-lineage)\tPatient\tSample\n")  # fmt: skip
-    meta += "".join(
-        f"{c}\t0.5\t-1.2\t{i}\t{mal}\t{major}\t{major}\t{p}\t{s}\n"
-        for i, (c, mal, major, p, s) in enumerate(TISCH_CELLS)
-    )
-    return {
-        "SKCM_GSE72056_expression.h5": path.read_bytes(),
-        "SKCM_GSE72056_CellMetainfo_table.tsv": meta.encode(),
-    }, counts
 
 
 # --------------------------------------------------------------------------- #
@@ -333,7 +148,7 @@ def tisch2_files(tmp_path, rng):
 @pytest.fixture(scope="module")
 def jerby_run(small_cohort, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("public_gse115978")
-    files, counts, truth = gse115978_files(small_cohort["cohort"])
+    files, counts, truth = gse115978_from_cohort(small_cohort["cohort"])
     matrix = "GSE115978_counts.csv.gz"
     with serve(lifetime=600) as server:
         # the matrix: a server error, then a transfer cut at 40%, then a resumed transfer
@@ -421,9 +236,9 @@ def formats_run(tmp_path_factory):
     payloads, expected = {}, {}
     payloads["GSE72056"], expected["GSE72056"] = gse72056_files(rng)
     payloads["GSE103322"], expected["GSE103322"] = gse103322_files(rng)
-    payloads["GSE176078"], expected["GSE176078"] = gse176078_files(workdir, rng)
+    payloads["GSE176078"], expected["GSE176078"] = gse176078_files(rng)
     payloads["GSE131907"], expected["GSE131907"] = gse131907_files(rng)
-    payloads["TISCH2_SKCM_GSE72056"], expected["TISCH2"] = tisch2_files(workdir, rng)
+    payloads["TISCH2_SKCM_GSE72056"], expected["TISCH2"] = tisch2_files(rng)
     with serve(lifetime=600) as server:
         registry = served_registry(server, workdir, payloads)
         configure(workdir, registry, public_rows(*payloads))
@@ -455,15 +270,15 @@ def formats_prepared(formats_run, dataset_id):
 def test_gse72056_metadata_rows_and_excel_gene_names(formats_run):
     adata = formats_prepared(formats_run, "GSE72056")
     values = formats_run["expected"]["GSE72056"]
-    assert adata.n_obs == 8  # the unresolved cell is excluded
+    assert adata.n_obs == 9  # the unresolved cell is excluded
     assert sorted(adata.obs["patient"].unique()) == ["Mel79", "Mel80"]
     assert type_of(adata) == {
         "malignant": "malignant", "T": "other", "B": "B", "Macro.": "myeloid",
-        "Endo.": "endothelial", "CAF": "fibroblast", "NK": "NK",
+        "Endo.": "endothelial", "CAF": "fibroblast", "NK": "NK", "unassigned": "other",
     }  # fmt: skip
     assert adata.uns["cd8exo"]["value_scale"] == "log2_tpm10"  # the file's values, not logged again
     cell = "cy80-CD45-neg-B10_S10_comb"
-    assert value(adata, cell, "PLP2") == pytest.approx(values[5, 8], abs=1e-4)
+    assert value(adata, cell, "PLP2") == pytest.approx(values[6, 9], abs=1e-4)
     assert adata.var.loc["SEPTIN1", "original_name"] == "1-Sep"
     assert "1-Mar" not in set(adata.var["original_name"])  # MARCHF1 or MTARC1: dropped
 
@@ -479,7 +294,7 @@ def test_gse103322_quoted_genes_and_patient_from_the_cell_id(formats_run):
     assert adata.obs.loc["HN28_P15_D06_S330_comb", "sample"] == "HN28_lymph_node"
     assert type_of(adata)["T cell"] == "other"  # the authors did not split CD8/CD4
     assert type_of(adata)["-Fibroblast"] == "fibroblast"
-    assert value(adata, "HN26_P3_B02_S10_comb", "CD8A") == pytest.approx(values[4, 6], abs=1e-4)
+    assert value(adata, "HN26_P3_B02_S10_comb", "CD8A") == pytest.approx(values[5, 6], abs=1e-4)
 
 
 def test_gse176078_tar_of_matrix_market(formats_run):
@@ -492,7 +307,7 @@ def test_gse176078_tar_of_matrix_market(formats_run):
     assert mapping["Cancer Her2 SC"] == mapping["Cancer Basal SC"] == "malignant"
     assert mapping["Cycling T-cells"] == "other"
     assert value(adata, "CID3586_ACCAGTAGTTGTGGCC", "PLP2") == 77
-    assert value(adata, "CID4465_AACCATGTCTTGCATT", "CD8A", "counts") == counts[2, 5]
+    assert value(adata, "CID4465_AACCATGTCTTGCATT", "CD8A", "counts") == counts[3, 5]
     assert adata.var.loc["SEPTIN7", "original_name"] == "SEPT7"
     # the archive is all that is kept: nothing unpacked next to it
     folder = formats_run["workdir"] / "resources" / "datasets" / "downloads" / "GSE176078"
@@ -503,10 +318,10 @@ def test_gse131907_umi_matrix_keeps_the_tumour_samples(formats_run):
     adata = formats_prepared(formats_run, "GSE131907")
     counts = formats_run["expected"]["GSE131907"]
     assert sorted(adata.obs["patient"].unique()) == ["BRONCHO_58", "LUNG_T06"]
-    assert adata.n_obs == 5  # normal lung and lymph-node samples left out
+    assert adata.n_obs == 7  # normal lung and lymph-node samples left out
     assert type_of(adata) == {
-        "Malignant cells": "malignant", "Cytotoxic CD8+ T": "CD8_T", "NK cells": "NK",
-        "mo-Mac": "myeloid", "tS2": "malignant",
+        "Malignant cells": "malignant", "Cytotoxic CD8+ T": "CD8_T", "CD8+/CD4+ Mixed Th": "other",
+        "NK cells": "NK", "mo-Mac": "myeloid", "Fibroblasts": "fibroblast", "tS2": "malignant",
     }  # fmt: skip
     assert value(adata, "AAACGGGAGCTGCAAG_LUNG_T06", "CD8A") == counts[2, 2] == 9
 
@@ -516,7 +331,8 @@ def test_tisch2_template_id_h5_and_metainfo(formats_run):
     counts = formats_run["expected"]["TISCH2"]
     assert adata.uns["cd8exo"]["value_scale"] == "counts"  # detected (value_scale: auto)
     assert type_of(adata) == {
-        "Malignant": "malignant", "CD8Tex": "CD8_T", "CD8T": "CD8_T", "Mono/Macro": "myeloid",
+        "Malignant": "malignant", "CD8Tex": "CD8_T", "CD4Tconv": "CD4_T", "CD8T": "CD8_T",
+        "Mono/Macro": "myeloid", "Fibroblasts": "fibroblast",
     }  # fmt: skip
     assert adata.obs.loc["Mel80_AAAC", "sample"] == "Mel80_post"
     assert value(adata, "Mel79_AAAG", "GZMB") == counts[1, 2]
@@ -557,7 +373,7 @@ def test_corrupted_download_is_kept_aside_and_the_next_run_recovers(tmp_path):
         run_snakemake(tmp_path, target, "--cores", "1", "--configfile", "config/config.yaml")
     assert (folder / name).read_bytes() == good
     assert aside.read_bytes() == bytes(corrupted)
-    assert prepared(tmp_path, "GSE72056").n_obs == 8
+    assert prepared(tmp_path, "GSE72056").n_obs == 9
 
 
 def test_server_down_stops_fast_and_local_dir_is_the_way_out(tmp_path):
@@ -590,7 +406,7 @@ def test_server_down_stops_fast_and_local_dir_is_the_way_out(tmp_path):
     assert linked.resolve() == (mine / name).resolve()
     assert (mine / name).read_bytes() == payloads[name]
     assert lock_entries(tmp_path) == {name: sha256(payloads[name])}
-    assert prepared(tmp_path, "GSE72056").n_obs == 8
+    assert prepared(tmp_path, "GSE72056").n_obs == 9
     # a verified file that later goes missing is named, with the way to fetch it again
     (mine / name).rename(tmp_path / name)
     again = run_snakemake(

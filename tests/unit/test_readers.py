@@ -1,23 +1,30 @@
-"""Registry-driven readers: miniature files in the exact published layouts, served by the
-local test server, downloaded, verified, read and harmonised; plus the real test data."""
+"""Registry-driven readers: miniature files in the exact published layouts (written by
+tests/published_layouts.py), served by the local test server, downloaded, verified, read and
+harmonised; plus the real test data."""
 
 from __future__ import annotations
 
 import copy
 import gzip
-import io
 import logging
-import tarfile
 from pathlib import Path
 
 import anndata as ad
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
 from http_server import serve
+from published_layouts import (
+    WU_CELLS,
+    gse72056_files,
+    gse103322_files,
+    gse115978_files,
+    gse131907_files,
+    gse176078_files,
+    tisch2_files,
+)
 from shared_data import SHARED_REFERENCE
 
 from cd8exo.download import fetch_dataset
@@ -80,64 +87,11 @@ def value(adata, cell, gene, layer=None):
     return float(matrix[adata.obs_names.get_loc(cell), adata.var_names.get_loc(gene)])
 
 
-def r_csv(rows):
-    """Lines as R's write.csv writes them: strings quoted, numbers bare."""
-
-    def cell(v):
-        return str(v) if isinstance(v, int | float | np.integer | np.floating) else f'"{v}"'
-
-    return "".join(",".join(cell(v) for v in row) + "\n" for row in rows)
-
-
 # --------------------------------------------------------------------------- #
 # GSE115978 (Jerby-Arnon 2018): CSV counts genes x cells + cell.annotations.csv
 # --------------------------------------------------------------------------- #
-JERBY_CELLS = [
-    ("cy78_CD45_neg_1_B04_S496_comb", "Mel78", "Mal"),
-    ("cy78_CD45_pos_2_C05_S101_comb", "Mel78", "T.CD8"),
-    ("cy78_CD45_pos_2_D07_S211_comb", "Mel78", "?"),
-    ("Mel129pa_P1_A01_S1_comb", "Mel129pa", "Mal"),
-    ("Mel129pa_P1_B02_S2_comb", "Mel129pa", "T.CD8"),
-    ("Mel129pb_P2_A03_S3_comb", "Mel129pb", "T.cell"),
-    ("Mel129pb_P2_B04_S4_comb", "Mel129pb", "Macrophage"),
-    ("cy79_P1_CD45_neg_A05_S5_comb", "Mel79", "CAF"),
-    ("cy79_P1_CD45_pos_B06_S6_comb", "Mel79", "Endo."),
-    ("cy79_P1_CD45_pos_C07_S7_comb", "Mel79", "NK"),
-    ("cy79_P1_CD45_pos_D08_S8_comb", "Mel79", "B.cell"),
-    ("cy79_P1_CD45_pos_E09_S9_comb", "Mel79", "T.CD4"),
-]
-JERBY_GENES = ["C9orf152", "RPS11", "PLP2", "CD8A", "SEPT7", "MLANA"]
-
-
-def jerby_files(rng):
-    counts = rng.integers(0, 40, size=(len(JERBY_GENES), len(JERBY_CELLS)))
-    counts[JERBY_GENES.index("PLP2"), 0] = 123
-    cells = [c for c, _, _ in JERBY_CELLS]
-    matrix = r_csv(
-        [["", *cells]] + [[g, *map(int, row)] for g, row in zip(JERBY_GENES, counts, strict=True)]
-    )
-    header = [
-        "cells",
-        "samples",
-        "cell.types",
-        "treatment.group",
-        "Cohort",
-        "no.of.genes",
-        "no.of.reads",
-    ]
-    rows = [
-        [cell, sample, label, "treatment.naive", "Tirosh et al.", 3000 + i, 100000 + i]
-        for i, (cell, sample, label) in enumerate(JERBY_CELLS)
-    ]
-    annotation = r_csv([header, *rows[::-1]])  # annotation order differs from the matrix
-    return {
-        "GSE115978_counts.csv.gz": gzip.compress(matrix.encode()),
-        "GSE115978_cell.annotations.csv.gz": gzip.compress(annotation.encode()),
-    }, counts
-
-
 def test_gse115978_counts_and_annotations(server, tmp_path, tables):
-    payloads, counts = jerby_files(np.random.default_rng(1))
+    payloads, counts = gse115978_files(np.random.default_rng(1))
     adata = download_and_read(server, tmp_path, "GSE115978", payloads, tables)
     check_harmonised(adata)
     assert adata.n_obs == 11  # the "?" cell is excluded
@@ -166,61 +120,9 @@ def test_gse115978_counts_and_annotations(server, tmp_path, tables):
 # --------------------------------------------------------------------------- #
 # GSE72056 (Tirosh 2016): 3 metadata rows, log2(TPM/10+1), Excel-damaged names
 # --------------------------------------------------------------------------- #
-TIROSH_CELLS = [  # id, tumor, malignant code, non-malignant type code
-    ("Cy79_CD45neg_A01_S1_comb", 79, 2, 0),
-    ("Cy79_CD45pos_A02_S2_comb", 79, 1, 1),
-    ("Cy79_CD45pos_A03_S3_comb", 79, 1, 2),
-    ("cy80-CD45-pos-B04_S4_comb", 80, 1, 3),
-    ("cy80-CD45-neg-B05_S5_comb", 80, 1, 4),
-    ("cy80-CD45-neg-B06_S6_comb", 80, 1, 5),
-    ("cy80-CD45-pos-B07_S7_comb", 80, 1, 6),
-    ("cy80-CD45-neg-B08_S8_comb", 80, 0, 0),
-    ("cy80-CD45-neg-B09_S9_comb", 80, 1, 0),
-    ("cy80-CD45-neg-B10_S10_comb", 80, 2, 0),
-]
-TIROSH_GENES = [
-    "C9orf152",
-    "RPS11",
-    "ELMO2",
-    "1-Mar",
-    "1-Mar",
-    "1-Sep",
-    "PLP2",
-    "TSPAN6",
-    "TSPAN6",
-    "MLANA",
-]
-
-
-def log2_tpm_table(rng, n_genes, n_cells):
-    tpm = rng.gamma(0.3, 1.0, size=(n_genes, n_cells))
-    tpm = tpm / tpm.sum(axis=0) * 1e6
-    return np.round(np.log2(tpm / 10 + 1), 4)
-
-
 def test_gse72056_metadata_rows_and_excel_names(server, tmp_path, tables):
-    rng = np.random.default_rng(2)
-    values = log2_tpm_table(rng, len(TIROSH_GENES), len(TIROSH_CELLS))
-    values[TIROSH_GENES.index("TSPAN6")] = 0.1  # the first TSPAN6 row is the weaker one
-    lines = ["Cell\t" + "\t".join(c for c, *_ in TIROSH_CELLS)]
-    lines.append("tumor\t" + "\t".join(str(t) for _, t, _, _ in TIROSH_CELLS))
-    lines.append(
-        "malignant(1=no,2=yes,0=unresolved)\t" + "\t".join(str(m) for _, _, m, _ in TIROSH_CELLS)
-    )
-    lines.append(
-        "non-malignant cell type (1=T,2=B,3=Macro.4=Endo.,5=CAF;6=NK)\t"
-        + "\t".join(str(k) for *_, k in TIROSH_CELLS)
-    )
-    for gene, row in zip(TIROSH_GENES, values, strict=True):
-        lines.append(gene + "\t" + "\t".join(f"{v:.4f}" for v in row))
-    payload = gzip.compress(("\n".join(lines) + "\n").encode())
-    adata = download_and_read(
-        server,
-        tmp_path,
-        "GSE72056",
-        {"GSE72056_melanoma_single_cell_revised_v2.txt.gz": payload},
-        tables,
-    )
+    payloads, values = gse72056_files(np.random.default_rng(2))
+    adata = download_and_read(server, tmp_path, "GSE72056", payloads, tables)
     assert adata.n_obs == 9  # the unresolved cell is excluded
     assert sorted(adata.obs["patient"].unique()) == ["Mel79", "Mel80"]
     assert type_of(adata) == {
@@ -246,40 +148,8 @@ def test_gse72056_metadata_rows_and_excel_names(server, tmp_path, tables):
 # --------------------------------------------------------------------------- #
 # GSE103322 (Puram 2017): 5 metadata rows, quoted gene names, patient from cell id
 # --------------------------------------------------------------------------- #
-PURAM_CELLS = [  # id, lymph node, cancer, non-cancer, non-cancer type
-    ("HN28_P15_D06_S330_comb", 1, 0, 1, "T cell"),
-    ("HN28_P6_G05_S173_comb", 0, 0, 1, "-Fibroblast"),
-    ("HN26_P14_D11_S239_comb", 1, 1, 0, "0"),
-    ("HNSCC26_P24_H05_S377_comb", 0, 1, 0, "0"),
-    ("HNSCC_combo1_HNSCC_ComboP1_A01_S1_comb", 0, 1, 0, "0"),
-    ("HN28_P7_A01_S9_comb", 0, 0, 0, "0"),
-    ("HN26_P3_B02_S10_comb", 0, 0, 1, "Macrophage"),
-    ("HN26_P3_C03_S11_comb", 0, 0, 1, "Endothelial"),
-    ("HN28_P9_C01_S12_comb", 0, 0, 1, "Fibroblast"),
-    ("HN28_P9_D01_S13_comb", 0, 0, 1, "Mast"),
-]
-PURAM_GENES = ["C9orf152", "RPS11", "ELMO2", "PLP2", "KRT5", "CD8A"]
-
-
-def puram_file(rng):
-    values = log2_tpm_table(rng, len(PURAM_GENES), len(PURAM_CELLS))
-    rows = [
-        ["", *(c for c, *_ in PURAM_CELLS)],
-        ["processed by Maxima enzyme", *["1"] * len(PURAM_CELLS)],
-        ["Lymph node", *(str(c[1]) for c in PURAM_CELLS)],
-        ["classified  as cancer cell", *(str(c[2]) for c in PURAM_CELLS)],
-        ["classified as non-cancer cells", *(str(c[3]) for c in PURAM_CELLS)],
-        ["non-cancer cell type", *(c[4] for c in PURAM_CELLS)],
-    ]
-    rows += [
-        [f"'{g}'", *(f"{v:.4f}" for v in row)] for g, row in zip(PURAM_GENES, values, strict=True)
-    ]
-    text = "\n".join("\t".join(row) for row in rows) + "\n"
-    return {"GSE103322_HNSCC_all_data.txt.gz": gzip.compress(text.encode())}, values
-
-
 def test_gse103322_quoted_genes_and_patient_from_cell_id(server, tmp_path, tables):
-    payloads, values = puram_file(np.random.default_rng(3))
+    payloads, values = gse103322_files(np.random.default_rng(3))
     adata = download_and_read(server, tmp_path, "GSE103322", payloads, tables)
     assert "PLP2" in adata.var_names
     assert "'PLP2'" not in adata.var_names
@@ -300,7 +170,7 @@ def test_gse103322_quoted_genes_and_patient_from_cell_id(server, tmp_path, table
 
 
 def test_misspelt_metadata_row_name_is_a_clear_error(server, tmp_path, tables):
-    payloads, _ = puram_file(np.random.default_rng(4))
+    payloads, _ = gse103322_files(np.random.default_rng(4))
     entry = registry_entry("GSE103322", registry=REGISTRY)
     entry["obs"]["label"]["rules"][0]["when"] = {"classified as cancer cell": "1"}  # one space
     with pytest.raises(
@@ -312,42 +182,8 @@ def test_misspelt_metadata_row_name_is_a_clear_error(server, tmp_path, tables):
 # --------------------------------------------------------------------------- #
 # GSE176078 (Wu 2021): tar.gz of Matrix Market files and metadata.csv
 # --------------------------------------------------------------------------- #
-WU_CELLS = [
-    ("CID3586_AAGACCTCAGCATGAG", "CID3586", "HER2+", "Endothelial ACKR1", "Endothelial"),
-    ("CID3586_AAGGTTCGTAGTACCT", "CID3586", "HER2+", "T cells CD8+", "T-cells"),
-    ("CID3586_ACCAGTAGTTGTGGCC", "CID3586", "HER2+", "Cancer Her2 SC", "Cancer Epithelial"),
-    ("CID4465_AAACGGGTCATCGATG", "CID4465", "TNBC", "Cycling T-cells", "T-cells"),
-    ("CID4465_AAAGATGAGGCCCTTG", "CID4465", "TNBC", "Cancer Basal SC", "Cancer Epithelial"),
-    ("CID4465_AACCATGTCTTGCATT", "CID4465", "TNBC", "Plasmablasts", "Plasmablasts"),
-    ("CID4465_ACGATGTCACATGACT", "CID4465", "TNBC", "A label nobody listed", "Unknown"),
-]
-WU_GENES = ["RP11-34P13.7", "FO538757.3", "PLP2", "CD8A", "KRT5", "SEPT7"]
-
-
-def wu_archive(tmp_path, rng):
-    counts = rng.integers(1, 30, size=(len(WU_GENES), len(WU_CELLS))) * (
-        rng.random((len(WU_GENES), len(WU_CELLS))) < 0.6
-    )
-    counts[WU_GENES.index("PLP2"), 2] = 77
-    counts = sp.csr_matrix(counts)
-    folder = tmp_path / "build" / "Wu_etal_2021_BRCA_scRNASeq"
-    folder.mkdir(parents=True)
-    scipy.io.mmwrite(folder / "count_matrix_sparse.mtx", sp.coo_matrix(counts), field="integer")
-    (folder / "count_matrix_genes.tsv").write_text("\n".join(WU_GENES) + "\n")
-    (folder / "count_matrix_barcodes.tsv").write_text("\n".join(c for c, *_ in WU_CELLS) + "\n")
-    header = ["", "orig.ident", "nCount_RNA", "nFeature_RNA", "percent.mito", "subtype",
-              "celltype_subset", "celltype_minor", "celltype_major"]  # fmt: skip
-    rows = [[c, p, 4000 + i, 1500 + i, 1.5, s, f"{minor} s1", minor, major]
-            for i, (c, p, s, minor, major) in enumerate(WU_CELLS)]  # fmt: skip
-    (folder / "metadata.csv").write_text(r_csv([header, *rows[::-1]]))
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        tar.add(folder, arcname="Wu_etal_2021_BRCA_scRNASeq")
-    return {"GSE176078_Wu_etal_2021_BRCA_scRNASeq.tar.gz": buffer.getvalue()}, counts.toarray()
-
-
 def test_gse176078_tar_of_matrix_market(server, tmp_path, tables, caplog):
-    payloads, counts = wu_archive(tmp_path, np.random.default_rng(5))
+    payloads, counts = gse176078_files(np.random.default_rng(5))
     with caplog.at_level(logging.WARNING, logger="cd8exo.readers"):
         adata = download_and_read(server, tmp_path, "GSE176078", payloads, tables)
     assert adata.n_obs == len(WU_CELLS)
@@ -371,84 +207,8 @@ def test_gse176078_tar_of_matrix_market(server, tmp_path, tables, caplog):
 # --------------------------------------------------------------------------- #
 # GSE131907 (Kim 2020): text UMI matrix + annotation table
 # --------------------------------------------------------------------------- #
-KIM_CELLS = [  # Index, Sample, Sample_Origin, Cell_type, Cell_type.refined, Cell_subtype
-    (
-        "AAACCTGAGAAACCAT_LUNG_N01",
-        "LUNG_N01",
-        "nLung",
-        "Epithelial cells",
-        "Epithelial cells",
-        "AT2",
-    ),
-    (
-        "AAACCTGCAGCTCGAC_LUNG_T06",
-        "LUNG_T06",
-        "tLung",
-        "Epithelial cells",
-        "Epithelial cells",
-        "Malignant cells",
-    ),
-    (
-        "AAACGGGAGCTGCAAG_LUNG_T06",
-        "LUNG_T06",
-        "tLung",
-        "T lymphocytes",
-        "T lymphocytes",
-        "Cytotoxic CD8+ T",
-    ),
-    (
-        "AAAGATGCAAGCCCAC_LUNG_T06",
-        "LUNG_T06",
-        "tLung",
-        "T lymphocytes",
-        "T lymphocytes",
-        "CD8+/CD4+ Mixed Th",
-    ),
-    ("AAAGCAAAGATGTGTA_LUNG_T06", "LUNG_T06", "tLung", "NK cells", "NK cells", "NA"),
-    (
-        "AACTCAGTCAGCTTAG_BRONCHO_58",
-        "BRONCHO_58",
-        "tL/B",
-        "Myeloid cells",
-        "Myeloid cells",
-        "mo-Mac",
-    ),
-    ("AACTCCCAGCGTTCCG_BRONCHO_58", "BRONCHO_58", "tL/B", "Fibroblasts", "Fibroblasts", "NA"),
-    (
-        "AACTCTTAGGACAGAA_BRONCHO_58",
-        "BRONCHO_58",
-        "tL/B",
-        "Epithelial cells",
-        "Epithelial cells",
-        "tS2",
-    ),
-    (
-        "AAGGAGCGTCTAGCCG_EBUS_10",
-        "EBUS_10",
-        "mLN",
-        "B lymphocytes",
-        "B lymphocytes",
-        "Follicular B cells",
-    ),
-]
-KIM_GENES = ["RP11-34P13.7", "PLP2", "CD8A", "EPCAM"]
-
-
 def test_gse131907_umi_text_matrix_keeps_tumour_samples(server, tmp_path, tables):
-    counts = np.random.default_rng(6).integers(0, 5, size=(len(KIM_GENES), len(KIM_CELLS)))
-    counts[2, 2] = 9
-    matrix = "Index\t" + "\t".join(c[0] for c in KIM_CELLS) + "\n"
-    matrix += "".join(
-        g + "\t" + "\t".join(map(str, row)) + "\n" for g, row in zip(KIM_GENES, counts, strict=True)
-    )
-    annotation = (
-        "Index\tBarcode\tSample\tSample_Origin\tCell_type\tCell_type.refined\tCell_subtype\n"
-    )
-    annotation += "".join("\t".join([c[0], c[0].split("_")[0], *c[1:]]) + "\n" for c in KIM_CELLS)
-    payloads = {
-        "GSE131907_Lung_Cancer_raw_UMI_matrix.txt.gz": gzip.compress(matrix.encode()),
-        "GSE131907_Lung_Cancer_cell_annotation.txt.gz": gzip.compress(annotation.encode()),
-    }
+    payloads, counts = gse131907_files(np.random.default_rng(6))
     adata = download_and_read(server, tmp_path, "GSE131907", payloads, tables)
     assert sorted(adata.obs["patient"].unique()) == ["BRONCHO_58", "LUNG_T06"]
     assert set(adata.obs["Sample_Origin"]) == {"tLung", "tL/B"}
@@ -467,54 +227,9 @@ def test_gse131907_umi_text_matrix_keeps_tumour_samples(server, tmp_path, tables
 # --------------------------------------------------------------------------- #
 # TISCH2: <DS>_expression.h5 (10x-style) + <DS>_CellMetainfo_table.tsv
 # --------------------------------------------------------------------------- #
-TISCH_CELLS = [  # Cell, malignancy, major lineage, patient, sample
-    ("Mel79_AAAC", "Malignant cells", "Malignant", "Mel79", "Mel79_pre"),
-    ("Mel79_AAAG", "Immune cells", "CD8Tex", "Mel79", "Mel79_pre"),
-    ("Mel79_AACC", "Immune cells", "CD4Tconv", "Mel79", "Mel79_pre"),
-    ("Mel80_AAAC", "Immune cells", "CD8T", "Mel80", "Mel80_post"),
-    ("Mel80_AAGG", "Immune cells", "Mono/Macro", "Mel80", "Mel80_post"),
-    ("Mel80_ACGT", "Stromal cells", "Fibroblasts", "Mel80", "Mel80_post"),
-    ("Mel80_AGGT", "Malignant cells", "Malignant", "Mel80", "Mel80_post"),
-]
-TISCH_GENES = ["PLP2", "CD8A", "GZMB", "MLANA", "COL1A1"]
-
-
-def tisch_files(tmp_path, values):
-    path = tmp_path / "build.h5"
-    csc = sp.csc_matrix(values.T)  # genes x cells
-    with h5py.File(path, "w") as handle:
-        group = handle.create_group("matrix")
-        group["barcodes"] = np.array([c[0] for c in TISCH_CELLS], dtype="S")
-        group["data"] = csc.data.astype(np.float32)
-        group["indices"] = csc.indices
-        group["indptr"] = csc.indptr
-        group["shape"] = np.array(csc.shape)
-        features = group.create_group("features")
-        features["name"] = np.array(TISCH_GENES, dtype="S")
-        features["id"] = np.array(TISCH_GENES, dtype="S")
-        features["feature_type"] = np.array(["Gene Expression"] * len(TISCH_GENES), dtype="S")
-        features["genome"] = np.array(["GRCh38"] * len(TISCH_GENES), dtype="S")
-    meta = "Cell\tUMAP_1\tUMAP_2\tCluster\tCelltype (malignancy)\tCelltype (major-lineage)\tCelltype (minor-lineage)\tPatient\tSample\n"
-    meta += "".join(
-        f"{c}\t0.5\t-1.2\t{i}\t{mal}\t{major}\t{major}\t{p}\t{s}\n"
-        for i, (c, mal, major, p, s) in enumerate(TISCH_CELLS)
-    )
-    return {
-        "SKCM_GSE72056_expression.h5": path.read_bytes(),
-        "SKCM_GSE72056_CellMetainfo_table.tsv": meta.encode(),
-    }
-
-
 @pytest.mark.parametrize("scale", ["counts", "log1p_norm"])
 def test_tisch2_h5_and_metainfo(server, tmp_path, tables, scale):
-    rng = np.random.default_rng(7)
-    counts = rng.integers(0, 30, size=(len(TISCH_CELLS), len(TISCH_GENES))).astype(np.float64)
-    counts[:, 0] += 1
-    if scale == "counts":
-        values = counts
-    else:  # what TISCH2 may ship instead: ln(CP10k+1) over all genes
-        values = np.log1p(counts / counts.sum(axis=1, keepdims=True) * 1e4)
-    payloads = tisch_files(tmp_path, values)
+    payloads, values = tisch2_files(np.random.default_rng(7), scale=scale)
     adata = download_and_read(server, tmp_path, "TISCH2_SKCM_GSE72056", payloads, tables)
     assert adata.uns["cd8exo"]["value_scale"] == scale  # detected (value_scale: auto)
     assert type_of(adata) == {
@@ -597,20 +312,6 @@ def test_cellxgene_h5ad_uses_raw_counts_and_feature_names(server, tmp_path, tabl
     assert value(adata, "cell1", "CD8A") == counts[1, 2]
     assert adata.obs.loc["cell2", "sample"] == "S2"
     assert adata.obs.loc["cell1", "cell_type"] == "CD8_T"
-
-
-def test_census_query_needs_the_cellxgene_census_package(tmp_path):
-    pytest.importorskip  # noqa: B018 - documents that the package is absent here
-    from cd8exo.download import DownloadError, fetch_census
-
-    entry = registry_entry("CENSUS_0123abcd-0000-4000-8000-00000000cafe", registry=REGISTRY)
-    try:
-        import cellxgene_census  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(DownloadError, match="cellxgene-census"):
-            fetch_census(entry["census"], tmp_path / "x.h5ad", lock_file=None)
-    else:  # pragma: no cover - the package is not in the workflow environment
-        pytest.skip("cellxgene-census is installed; the query itself needs the network")
 
 
 # --------------------------------------------------------------------------- #
