@@ -279,8 +279,13 @@ def test_download_settings_have_documented_defaults():
         "retries": 5,
         "backoff": 2.0,
         "timeout": 60,
+        "census": {"uri": None, "tiledb_config": {}},
     }
     for key, sub in CONFIG_SCHEMA["properties"]["download"]["properties"].items():
+        assert sub.get("description"), key
+    for key, sub in CONFIG_SCHEMA["properties"]["download"]["properties"]["census"][
+        "properties"
+    ].items():
         assert sub.get("description"), key
 
 
@@ -291,6 +296,7 @@ def test_download_settings_have_documented_defaults():
         ({"retries": -1}, "key 'download.retries' must be >= 0, got -1"),
         ({"timeout": 0}, "key 'download.timeout' must be > 0, got 0"),
         ({"local_dir": 3}, "key 'download.local_dir' must be of type ['string', 'null'], got 3"),
+        ({"census": {"url": "s3://x"}}, "unknown key(s) 'url' under 'download.census'"),
     ],
 )
 def test_bad_download_settings_are_named(download, expected):

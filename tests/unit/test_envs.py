@@ -7,7 +7,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 # conda-forge names that differ from the PyPI distribution names
-CONDA_TO_PYPI = {"matplotlib-base": "matplotlib", "python-igraph": "igraph"}
+CONDA_TO_PYPI = {
+    "matplotlib-base": "matplotlib",
+    "python-igraph": "igraph",
+    "tiledbsoma-py": "tiledbsoma",
+}
 
 
 def _lock() -> dict[str, str]:

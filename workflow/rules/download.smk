@@ -20,7 +20,7 @@ rule download_dataset:
     # on a cluster, compute nodes often have no internet: download on the submitting host
     localrule: True
     conda:
-        "../../envs/scanpy.yaml"
+        "../../envs/download.yaml"
     threads: 1  # network-bound
     resources:
         mem_mb=500,  # streamed to disk in 1 MB chunks
@@ -33,6 +33,7 @@ rule download_dataset:
         retries=config["download"]["retries"],
         backoff=config["download"]["backoff"],
         timeout=config["download"]["timeout"],
+        census=config["download"]["census"],
     script:
         "../scripts/download_dataset.py"
 

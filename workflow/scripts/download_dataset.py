@@ -12,6 +12,8 @@ with log_to(snakemake.log[0]) as logger:
         retries=snakemake.params.retries,
         backoff=snakemake.params.backoff,
         timeout=snakemake.params.timeout,
+        census_uri=snakemake.params.census.get("uri"),
+        census_tiledb_config=snakemake.params.census.get("tiledb_config"),
     )
     logger.info(
         "%s: %d verified file(s) in %s",

@@ -74,7 +74,6 @@ __all__ = [
     "NotDataError",
     "OfflineError",
     "fetch",
-    "fetch_census",
     "fetch_dataset",
     "lookup_checksum",
     "read_lock",
@@ -610,9 +609,15 @@ def fetch_dataset(
     *,
     lock_file: str | Path | None = DEFAULT_LOCK_FILE,
     local_dir: str | Path | None = None,
+    census_uri: str | None = None,
+    census_tiledb_config: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> dict[str, Path]:
     """Fetch every file of a registry entry into ``folder`` (see :func:`fetch`).
+
+    An entry with a ``census`` block and no URL is queried from CELLxGENE Census
+    (:func:`cd8exo.census.query_census`) unless its h5ad is already in ``folder`` or
+    ``local_dir``, in which case that file is verified like any download.
 
     Parameters
     ----------
@@ -622,6 +627,9 @@ def fetch_dataset(
         Download folder of the dataset (e.g. ``resources/datasets/downloads/<id>``).
     lock_file, local_dir
         As in :func:`fetch`.
+    census_uri, census_tiledb_config
+        Where the Census release is read from and extra TileDB settings
+        (``download.census`` in the config; see :func:`cd8exo.census.query_census`).
     **options
         Passed to :func:`fetch` (``retries``, ``backoff``, ``timeout``, ...).
 
@@ -636,82 +644,19 @@ def fetch_dataset(
         census = entry.get("census")
         local = None if local_dir is None else Path(local_dir) / spec["filename"]
         if not spec.get("url") and census and not dest.exists() and not (local and local.is_file()):
-            paths[role] = fetch_census(census, dest, lock_file=lock_file)
+            from cd8exo.census import query_census  # needs cellxgene-census (TileDB-SOMA)
+
+            paths[role] = query_census(
+                census, dest, uri=census_uri, tiledb_config=census_tiledb_config,
+                lock_file=lock_file, local_dir=local_dir, retries=options.get("retries", 5),
+                timeout=options.get("timeout", 60),
+            )  # fmt: skip
             continue
         paths[role] = fetch(
             spec.get("url"), dest, sha256=spec.get("sha256"), size=spec.get("size_bytes"),
             lock_file=lock_file, local_dir=local_dir, **options,
         )  # fmt: skip
     return paths
-
-
-def fetch_census(
-    census: Mapping[str, Any], dest: str | Path, *, lock_file: str | Path | None = DEFAULT_LOCK_FILE
-) -> Path:
-    """Query CELLxGENE Census and write the cells as an h5ad at ``dest``.
-
-    Needs the ``cellxgene-census`` package, which the workflow's environment does not
-    include (install it, or download the dataset's h5ad from the CELLxGENE portal and use
-    the ``CELLXGENE_<version id>`` registry template instead).
-
-    Parameters
-    ----------
-    census
-        The registry's ``census`` block: ``census_version``, ``organism``,
-        ``obs_value_filter`` (e.g. ``"dataset_id == '...' and is_primary_data == True"``).
-    dest
-        Output h5ad, written to ``<dest>.part`` and renamed when whole; its checksum is
-        recorded in the lock file (a pinned census version returns the same cells).
-    lock_file
-        As in :func:`fetch`.
-
-    Returns
-    -------
-    ``dest``.
-    """
-    try:
-        import cellxgene_census  # type: ignore[import-not-found]
-    except ModuleNotFoundError as error:
-        msg = (
-            "CELLxGENE Census queries need the `cellxgene-census` package, which is not "
-            "installed in this environment. Install it, or download the dataset's h5ad from "
-            f"the CELLxGENE portal into the local_dir as '{Path(dest).name}'."
-        )
-        raise DownloadError(msg) from error
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    logger.info(
-        "querying CELLxGENE Census %s: %s",
-        census.get("census_version"),
-        census.get("obs_value_filter"),
-    )
-    with cellxgene_census.open_soma(census_version=census.get("census_version")) as handle:
-        adata = cellxgene_census.get_anndata(
-            handle,
-            organism=census.get("organism", "Homo sapiens"),
-            obs_value_filter=census["obs_value_filter"],
-        )
-    adata.write_h5ad(part)
-    digest = sha256sum(part)
-    expected = lookup_checksum(dest.name, lock_file=lock_file)
-    if expected is not None and expected != digest:
-        aside = _aside_name(dest, digest)
-        os.replace(part, aside)
-        msg = _checksum_message(
-            dest,
-            actual=digest,
-            expected=expected,
-            source=str(lock_file),
-            extra=f"The query result was kept aside as {aside}. ",
-        )
-        raise ChecksumError(msg)
-    if expected is None and lock_file is not None:
-        record_checksum(
-            lock_file, filename=dest.name, sha256=digest, size=part.stat().st_size, url=None
-        )
-    os.replace(part, dest)
-    return dest
 
 
 def write_manifest(paths: Mapping[str, str | Path], dest: str | Path) -> Path:

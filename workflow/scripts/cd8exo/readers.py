@@ -29,7 +29,7 @@ Formats (``format:`` in the registry) and the quirks each one handles:
     ``indices``, ``indptr``, ``shape`` genes x cells, ``barcodes`` and ``features/name``, or
     the older ``genes``/``gene_names``) and ``<DS>_CellMetainfo_table.tsv``.
 ``h5ad_cellxgene``
-    A CELLxGENE h5ad (portal download or :func:`cd8exo.download.fetch_census`): raw counts
+    A CELLxGENE h5ad (portal download or a Census query, :func:`cd8exo.census.query_census`): raw counts
     from ``raw.X`` when present, symbols from ``var["feature_name"]`` (else Ensembl ids are
     mapped), and the CELLxGENE schema obs (``donor_id``, ``cell_type``) mapped by
     :func:`map_cellxgene_obs`.
@@ -287,6 +287,14 @@ def _validate_entry(entry: Mapping[str, Any], *, where: str) -> None:
         problems.append(
             f"value_scale {entry.get('value_scale')!r} is not one of {', '.join(REGISTRY_SCALES)}"
         )
+    census = entry.get("census")
+    if census is not None:
+        if not isinstance(census, Mapping) or not isinstance(census.get("obs_value_filter"), str):
+            problems.append("`census` needs an `obs_value_filter` (SOMA value-filter text)")
+        elif fmt != "h5ad_cellxgene" or any(
+            isinstance(spec, Mapping) and spec.get("url") for spec in files.values()
+        ):
+            problems.append("a `census` entry has format h5ad_cellxgene and no file url")
     obs = entry.get("obs")
     obs_incomplete = not isinstance(obs, Mapping) or "patient" not in obs or "label" not in obs
     if fmt != "h5ad_cellxgene" and obs_incomplete:
@@ -540,7 +548,9 @@ def map_cellxgene_obs(
 ) -> pd.DataFrame:
     """Map CELLxGENE schema cell metadata onto the contract columns.
 
-    ``patient`` is ``donor_id``; ``sample`` the first of ``sample_id``, ``sample``,
+    ``patient`` is ``donor_id`` (prefixed with the first 8 characters of ``dataset_id``
+    when the cells come from several datasets, since donor ids are only unique within a
+    dataset: ``1a2b3c4d:P1``); ``sample`` the first of ``sample_id``, ``sample``,
     ``library_id`` present (else the donor); the label is ``cell_type`` (Cell Ontology
     name), mapped by :data:`CELLXGENE_CELL_TYPES`, then
     :data:`CELLXGENE_CELL_TYPE_PATTERNS`, else ``other`` (logged). Cells with
@@ -562,11 +572,26 @@ def map_cellxgene_obs(
     sample_column = next(
         (c for c in ("sample_id", "sample", "library_id") if c in obs.columns), None
     )
+    patient_column = "donor_id"
+    if "dataset_id" in obs.columns and obs["dataset_id"].nunique() > 1 and "donor_id" in obs:
+        obs = obs.assign(
+            _patient=obs["dataset_id"].astype(str).str[:8] + ":" + obs["donor_id"].astype(str)
+        )
+        patient_column = "_patient"
+        logger.info(
+            "%s: cells from %d CELLxGENE datasets; patients are <dataset id[:8]>:<donor_id>",
+            dataset_id,
+            obs["dataset_id"].nunique(),
+        )
     entry = {
         "id": dataset_id,
         "obs": {
-            "patient": {"column": "donor_id"},
-            "sample": {"column": sample_column} if sample_column else None,
+            "patient": {"column": patient_column},
+            "sample": (
+                {"column": sample_column, "prefix_patient": patient_column != "donor_id"}
+                if sample_column
+                else None
+            ),
             "label": {"column": "cell_type"},
             "exclude_labels": ["unknown"],
         },
