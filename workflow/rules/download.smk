@@ -23,7 +23,7 @@ rule download_dataset:
         "../../envs/download.yaml"
     threads: 1  # network-bound
     resources:
-        mem_mb=500,  # streamed to disk in 1 MB chunks
+        mem_mb=download_mem_mb,  # 500 for a streamed file, 16000 for a Census query
         runtime=240,  # large GEO files over a slow link
     params:
         entry=registry_entry_of,
