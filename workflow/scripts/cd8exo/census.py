@@ -33,9 +33,12 @@ import os
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import anndata as ad
 
 from cd8exo.download import (
     ChecksumError,
@@ -216,9 +219,12 @@ def query_census(
                 cells["dataset_id"].nunique(),
                 cells.groupby(["dataset_id", "donor_id"], observed=True).ngroups,
             )
-            adata = cellxgene_census.get_anndata(
-                handle, organism=organism, obs_coords=cells["soma_joinid"].to_numpy()
-            )
+            with warnings.catch_warnings():
+                # the query's obs has a RangeIndex, which anndata turns into strings
+                warnings.simplefilter("ignore", ad.ImplicitModificationWarning)
+                adata = cellxgene_census.get_anndata(
+                    handle, organism=organism, obs_coords=cells["soma_joinid"].to_numpy()
+                )
     except DownloadError:
         raise
     except (tiledbsoma.SOMAError, OSError, KeyError, ValueError) as error:
