@@ -27,8 +27,9 @@ run: venv
 report: venv
 	$(BIN)/snakemake --cores 1 --profile profiles/local --report results/report.html
 
+# one pytest worker per core, each test file on one worker (its module fixtures run once)
 test: venv
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n $(CORES) --dist loadfile
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow
