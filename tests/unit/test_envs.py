@@ -37,12 +37,25 @@ def test_env_pins_match_lock(path):
     assert env["channels"] == ["conda-forge", "bioconda", "nodefaults"]
     lock = _lock()
     for dep in env["dependencies"]:
+        if isinstance(dep, dict):  # `pip:` packages that conda-forge does not carry
+            assert set(dep) == {"pip"}, f"{path.name}: unexpected {dep}"
+            assert "pip" in env["dependencies"], f"{path.name}: a pip: section needs pip"
+            for requirement in dep["pip"]:
+                name, _, version = requirement.partition("==")
+                assert version, f"{path.name}: pip package {name} is not pinned with =="
+                key = name.lower().replace("_", "-")
+                assert version == lock.get(key), (
+                    f"{path.name}: {requirement} but lock has {lock.get(key)}"
+                )
+            continue
+        if dep == "pip":  # the installer of the pip: section, not a library
+            continue
         name, _, version = dep.partition("=")
         assert version, f"{path.name}: {name} is not pinned"
         if name == "python":
             assert version == "3.11"
             continue
-        pypi = CONDA_TO_PYPI.get(name, name)
+        pypi = CONDA_TO_PYPI.get(name, name).lower().replace("_", "-")
         assert pypi in lock, f"{path.name}: {name} is not in requirements/lock.txt"
         assert version == lock[pypi], f"{path.name}: {name}={version} but lock has {lock[pypi]}"
 
