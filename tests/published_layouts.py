@@ -2,7 +2,8 @@
 
 Each ``<id>_files(rng)`` returns ``({file name: bytes}, values)``: the files as the registry
 (resources/datasets/registry.yaml) names them, and the matrix written, so tests can compare
-what a reader returns with what was planted. The layouts follow the real files (see
+what a reader returns with what was planted (`type_of` and `value`, at the end, read the
+harmonised result back for the assertions). The layouts follow the real files (see
 ``PROVENANCE_data.md`` in the shared reference folder):
 
 - GSE115978 (Jerby-Arnon 2018): R ``write.csv`` CSVs, counts genes x cells and
@@ -308,3 +309,17 @@ def tisch2_files(
         "SKCM_GSE72056_expression.h5": buffer.getvalue(),
         "SKCM_GSE72056_CellMetainfo_table.tsv": table.encode(),
     }, values
+
+
+# --------------------------------------------------------------------------- #
+# Reading the harmonised result back (for the assertions)
+# --------------------------------------------------------------------------- #
+def type_of(adata):
+    """Authors' label -> cell type, as harmonised."""
+    pairs = adata.obs[["cell_type_original", "cell_type"]].astype(str).drop_duplicates()
+    return dict(zip(pairs["cell_type_original"], pairs["cell_type"], strict=True))
+
+
+def value(adata, cell, gene, layer=None):
+    matrix = adata.layers[layer] if layer else adata.X
+    return float(matrix[adata.obs_names.get_loc(cell), adata.var_names.get_loc(gene)])

@@ -29,6 +29,8 @@ from published_layouts import (
     gse131907_files,
     gse176078_files,
     tisch2_files,
+    type_of,
+    value,
 )
 from workflow_helpers import ROOT, run_snakemake, write_config
 
@@ -89,17 +91,6 @@ def prepared(workdir, dataset_id):
     adata = ad.read_h5ad(workdir / "results" / "prepare_dataset" / f"{dataset_id}.h5ad")
     check_harmonised(adata)
     return adata
-
-
-def type_of(adata):
-    """Authors' label -> cell type, as harmonised."""
-    pairs = adata.obs[["cell_type_original", "cell_type"]].astype(str).drop_duplicates()
-    return dict(zip(pairs["cell_type_original"], pairs["cell_type"], strict=True))
-
-
-def value(adata, cell, gene, layer=None):
-    matrix = adata.layers[layer] if layer else adata.X
-    return float(matrix[adata.obs_names.get_loc(cell), adata.var_names.get_loc(gene)])
 
 
 def lock_entries(workdir):

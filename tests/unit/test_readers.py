@@ -24,6 +24,8 @@ from published_layouts import (
     gse131907_files,
     gse176078_files,
     tisch2_files,
+    type_of,
+    value,
 )
 from shared_data import SHARED_REFERENCE
 
@@ -74,17 +76,6 @@ def download_and_read(server, tmp_path, dataset_id, payloads, tables, *, entry=N
     recorded = lock.read_text().splitlines()
     assert len(recorded) == 1 + len(entry["files"])  # every file's checksum recorded
     return adata
-
-
-def type_of(adata):
-    """Authors' label -> cell type, as harmonised."""
-    pairs = adata.obs[["cell_type_original", "cell_type"]].astype(str).drop_duplicates()
-    return dict(zip(pairs["cell_type_original"], pairs["cell_type"], strict=True))
-
-
-def value(adata, cell, gene, layer=None):
-    matrix = adata.layers[layer] if layer else adata.X
-    return float(matrix[adata.obs_names.get_loc(cell), adata.var_names.get_loc(gene)])
 
 
 # --------------------------------------------------------------------------- #
