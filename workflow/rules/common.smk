@@ -87,6 +87,23 @@ def registry_entry_of(wildcards):
     )
 
 
+def scoring_options(*, with_method=True):
+    """The config's scoring settings as keyword arguments of cd8exo.scoring.score_signatures.
+
+    One definition for score_signatures, score_random_sets (the specificity null must be
+    scored exactly as the signatures) and compare_scoring_methods (every method, so no
+    ``method``)."""
+    scoring = config["scoring"]
+    options = {
+        "n_bins": scoring["n_bins"],
+        "ctrl_size": scoring["ctrl_size"],
+        "max_rank": scoring["ucell_max_rank"],
+        "n_up": scoring["aucell_n_up"],
+        "aucell_ties": scoring["aucell_ties"],
+    }
+    return {"method": scoring["method"], **options} if with_method else options
+
+
 def download_mem_mb(wildcards):
     """Memory of download_dataset: a file is streamed to disk in 1 MB chunks, but a
     CELLxGENE Census query holds the cells' counts in memory before writing them (about

@@ -49,12 +49,7 @@ rule score_signatures:
         include=config["signatures"]["include"],
         extra_targets=config["targets"]["extra"],
         min_coverage=config["signatures"]["min_coverage"],
-        method=config["scoring"]["method"],
-        n_bins=config["scoring"]["n_bins"],
-        ctrl_size=config["scoring"]["ctrl_size"],
-        max_rank=config["scoring"]["ucell_max_rank"],
-        n_up=config["scoring"]["aucell_n_up"],
-        aucell_ties=config["scoring"]["aucell_ties"],
+        scoring=scoring_options(),
         seed=config["seed"],
     script:
         "../scripts/score_signatures.py"
@@ -92,11 +87,7 @@ rule compare_scoring_methods:
         runtime=60,
     params:
         min_cd8_cells=config["aggregation"]["min_cd8_cells"],
-        n_bins=config["scoring"]["n_bins"],
-        ctrl_size=config["scoring"]["ctrl_size"],
-        max_rank=config["scoring"]["ucell_max_rank"],
-        n_up=config["scoring"]["aucell_n_up"],
-        aucell_ties=config["scoring"]["aucell_ties"],
+        scoring=scoring_options(with_method=False),  # every method is run
         seed=config["seed"],
     script:
         "../scripts/compare_scoring_methods.py"
@@ -121,12 +112,7 @@ rule score_random_sets:
         runtime=60,
     params:
         n_sets=config["association"]["n_random_sets"],
-        method=config["scoring"]["method"],
-        n_bins=config["scoring"]["n_bins"],
-        ctrl_size=config["scoring"]["ctrl_size"],
-        max_rank=config["scoring"]["ucell_max_rank"],
-        n_up=config["scoring"]["aucell_n_up"],
-        aucell_ties=config["scoring"]["aucell_ties"],
+        scoring=scoring_options(),
         seed=config["seed"],
     script:
         "../scripts/score_random_sets.py"

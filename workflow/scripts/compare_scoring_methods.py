@@ -17,11 +17,7 @@ with log_to(snakemake.log[0]):
         signatures,
         rng=params.seed,
         min_cells=params.min_cd8_cells,
-        n_bins=params.n_bins,
-        ctrl_size=params.ctrl_size,
-        max_rank=params.max_rank,
-        n_up=params.n_up,
-        aucell_ties=params.aucell_ties,
+        **params.scoring,
     )
     table = concordance_table(cells, patients)
     write_table(table, snakemake.output.table)

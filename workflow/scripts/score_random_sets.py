@@ -12,13 +12,7 @@ with log_to(snakemake.log[0]):
         ad.read_h5ad(snakemake.input.h5ad),
         read_gmt(snakemake.input.gmt),
         n_sets=params.n_sets,
-        n_bins=params.n_bins,
         rng=params.seed,
-        # scored exactly as the signatures were
-        method=params.method,
-        ctrl_size=params.ctrl_size,
-        max_rank=params.max_rank,
-        n_up=params.n_up,
-        aucell_ties=params.aucell_ties,
+        **params.scoring,  # scored exactly as the signatures were
     )
     write_table(scores, snakemake.output.scores)

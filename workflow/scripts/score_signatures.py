@@ -26,12 +26,7 @@ with log_to(snakemake.log[0]):
         adata,
         prepared.signatures,
         rng=params.seed,
-        method=params.method,
-        n_bins=params.n_bins,
-        ctrl_size=params.ctrl_size,
-        max_rank=params.max_rank,
-        n_up=params.n_up,
-        aucell_ties=params.aucell_ties,
+        **params.scoring,
     )
     scores = scores.join(adata.obs[["patient", "cell_type"]])
     scores.index.name = "cell"
