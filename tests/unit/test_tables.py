@@ -29,11 +29,11 @@ def test_patient_table_roundtrip(tmp_path):
 def test_select_signatures():
     a = {"S1": ["A", "B"], "S2": ["C"]}
     b = {"S3": ["D"]}
-    assert list(select_signatures({"a.gmt": a, "b.gmt": b})) == ["S1", "S2", "S3"]
-    assert list(select_signatures([a, b])) == ["S1", "S2", "S3"]
-    assert select_signatures([a, b], include=["S3", "S1"]) == {"S3": ["D"], "S1": ["A", "B"]}
+    files = {"a.gmt": a, "b.gmt": b}
+    assert list(select_signatures(files)) == ["S1", "S2", "S3"]
+    assert select_signatures(files, include=["S3", "S1"]) == {"S3": ["D"], "S1": ["A", "B"]}
     with pytest.raises(ValueError, match="not found in the GMT files: S9; available: S1, S2, S3"):
-        select_signatures([a, b], include=["S9"])
+        select_signatures(files, include=["S9"])
 
 
 def test_select_signatures_names_the_set_both_files_and_signatures_gmt():
@@ -44,9 +44,3 @@ def test_select_signatures_names_the_set_both_files_and_signatures_gmt():
     assert "'S2' is in both a.gmt and b.gmt" in message
     assert "rename the set in one of them, or drop one file from signatures.gmt" in message
     assert "screen.gmt" not in message
-    # without paths (a plain list), the files are named by their position in the config key
-    with pytest.raises(ValueError, match="is in both") as error:
-        select_signatures([a, a])
-    assert "'S1' is in both GMT file 1 of signatures.gmt and GMT file 2 of signatures.gmt" in (
-        str(error.value)
-    )

@@ -8,17 +8,14 @@ __all__ = ["merge_gene_sets", "select_signatures"]
 
 
 def merge_gene_sets(
-    collections: Mapping[str, Mapping[str, Sequence[str]]] | Sequence[Mapping[str, Sequence[str]]],
-    *,
-    config_key: str,
+    collections: Mapping[str, Mapping[str, Sequence[str]]], *, config_key: str
 ) -> dict[str, list[str]]:
     """Merge gene-set collections (e.g. several GMT files) into one mapping.
 
     Parameters
     ----------
     collections
-        Source (e.g. the GMT path) -> gene-set name -> genes; or a sequence of
-        collections, then named by their position in ``config_key`` in an error.
+        Source (the GMT path, named in an error) -> gene-set name -> genes.
     config_key
         The config key that listed the collections (e.g. ``"screen.gmt"``), named in the
         error so the user knows where to fix it.
@@ -32,10 +29,6 @@ def merge_gene_sets(
     ValueError
         When a set name occurs in two sources (the results are keyed by set name).
     """
-    if not isinstance(collections, Mapping):
-        collections = {
-            f"GMT file {i} of {config_key}": sets for i, sets in enumerate(collections, start=1)
-        }
     merged: dict[str, list[str]] = {}
     origin: dict[str, str] = {}
     for source, sets in collections.items():
@@ -53,7 +46,7 @@ def merge_gene_sets(
 
 
 def select_signatures(
-    collections: Mapping[str, Mapping[str, Sequence[str]]] | Sequence[Mapping[str, Sequence[str]]],
+    collections: Mapping[str, Mapping[str, Sequence[str]]],
     *,
     include: Sequence[str] = (),
     config_key: str = "signatures.gmt",
