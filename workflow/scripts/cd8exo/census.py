@@ -29,7 +29,6 @@ Reference: CZI Cell Science Program et al. CZ CELLxGENE Discover. Nucleic Acids 
 from __future__ import annotations
 
 import logging
-import os
 import time
 import urllib.error
 import urllib.request
@@ -41,13 +40,10 @@ from typing import Any
 import anndata as ad
 
 from cd8exo.download import (
-    ChecksumError,
     DownloadError,
     OfflineError,
-    _aside_name,
-    _checksum_message,
+    _commit_part,
     lookup_checksum,
-    record_checksum,
     sha256sum,
 )
 
@@ -253,25 +249,16 @@ def query_census(
     part = dest.with_name(dest.name + ".part")
     adata.write_h5ad(part)
     digest = sha256sum(part)
-    expected = lookup_checksum(dest.name, lock_file=lock_file)
-    if expected is not None and expected != digest:
-        aside = _aside_name(dest, digest)
-        os.replace(part, aside)
-        msg = _checksum_message(
-            dest,
-            actual=digest,
-            expected=expected,
-            source=str(lock_file),
-            extra=(
-                f"The query result was kept aside as {aside}; a different Census version, "
-                "mirror or package version gives other bytes. "
-            ),
-        )
-        raise ChecksumError(msg)
-    if expected is None and lock_file is not None:
-        record_checksum(
-            lock_file, filename=dest.name, sha256=digest, size=part.stat().st_size, url=where
-        )
-    os.replace(part, dest)
+    _commit_part(
+        part,
+        dest,
+        digest,
+        expected=lookup_checksum(dest.name, lock_file=lock_file),
+        source=f"first query, recorded in {lock_file}",
+        lock_file=lock_file,
+        origin=where,
+        what="The query result",
+        hint="A different Census version, mirror or package version gives other bytes. ",
+    )
     logger.info("%s: %d cells written (sha256 %s)", dest, adata.n_obs, digest[:12])
     return dest

@@ -220,6 +220,50 @@ def _checksum_message(
     )
 
 
+def _record_or_warn(
+    lock_file: str | Path | None, *, filename: str, digest: str, size: int, origin: str | None
+) -> None:
+    """Record the sha256 of a file with no known checksum (or warn when there is no lock)."""
+    if lock_file is not None:
+        record_checksum(lock_file, filename=filename, sha256=digest, size=size, url=origin)
+    else:
+        logger.warning("%s: no checksum known and no lock file; not verified", filename)
+
+
+def _commit_part(
+    part: Path,
+    dest: Path,
+    digest: str,
+    *,
+    expected: str | None,
+    source: str,
+    lock_file: str | Path | None,
+    origin: str | None,
+    what: str = "The downloaded file",
+    hint: str = "",
+) -> None:
+    """Rename a finished ``<dest>.part`` (sha256 ``digest``) to ``dest``.
+
+    Only if ``digest`` is the ``expected`` one (from ``source``), or, none being known, after
+    recording it in the lock file. Otherwise the file is kept aside as ``<dest>.bad-<sha8>``,
+    ``dest`` is not written, and :class:`ChecksumError` says so (``what`` names the file,
+    ``hint`` is added to the message).
+    """
+    if expected is not None and digest != expected:
+        aside = _aside_name(dest, digest)
+        os.replace(part, aside)
+        msg = _checksum_message(
+            dest, actual=digest, expected=expected, source=source,
+            extra=f"{what} was kept aside as {aside}; {dest} was not written. {hint}",
+        )  # fmt: skip
+        raise ChecksumError(msg)
+    if expected is None:
+        _record_or_warn(
+            lock_file, filename=dest.name, digest=digest, size=part.stat().st_size, origin=origin
+        )
+    os.replace(part, dest)
+
+
 def _offline_message(url: str, *, reason: object, folder: Path, filename: str) -> str:
     return (
         f"cannot reach the server for {url} ({reason}); is this machine offline? "
@@ -486,12 +530,9 @@ def fetch(
         return f"{path.name} has {actual} bytes, the registry says {size}. "
 
     def accept_unverified(path: Path, digest: str, origin: str | None) -> None:
-        if lock_file is not None:
-            record_checksum(
-                lock_file, filename=name, sha256=digest, size=path.stat().st_size, url=origin
-            )
-        else:
-            logger.warning("%s: no checksum known and no lock file; not verified", name)
+        _record_or_warn(
+            lock_file, filename=name, digest=digest, size=path.stat().st_size, origin=origin
+        )
 
     # 1. already there
     if dest.exists():
@@ -588,17 +629,9 @@ def fetch(
         os.replace(part, aside)
         msg = f"{size_problem}The download was kept aside as {aside}; {dest} was not written."
         raise ChecksumError(msg)
-    if expected is not None and digest != expected:
-        aside = _aside_name(dest, digest)
-        os.replace(part, aside)
-        msg = _checksum_message(
-            dest, actual=digest, expected=expected, source=source,
-            extra=f"The downloaded file was kept aside as {aside}; {dest} was not written. ",
-        )  # fmt: skip
-        raise ChecksumError(msg)
-    if expected is None:
-        accept_unverified(part, digest, url)
-    os.replace(part, dest)
+    _commit_part(
+        part, dest, digest, expected=expected, source=source, lock_file=lock_file, origin=url
+    )
     logger.info("%s: downloaded and verified (sha256 %s)", dest, digest[:12])
     return dest
 
