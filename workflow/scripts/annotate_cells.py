@@ -1,10 +1,9 @@
 """Rule annotate_cells: CD8 T-cell and malignant labels (author where given, else inferred)."""
 
 import anndata as ad
-import pandas as pd
 
 from cd8exo import identity
-from cd8exo.io import read_tsv, write_h5ad, write_table
+from cd8exo.io import write_h5ad, write_table
 from cd8exo.log import log_to
 
 with log_to(snakemake.log[0]):
@@ -12,11 +11,11 @@ with log_to(snakemake.log[0]):
     seed = snakemake.params.seed
     result = identity.identify_cells(
         adata,
-        cd8_markers=pd.concat(
-            [read_tsv(p, what="CD8 markers") for p in snakemake.input.cd8_markers]
+        **identity.read_identity_references(
+            snakemake.input.cd8_markers,
+            snakemake.input.lineage_markers,
+            snakemake.input.gene_positions,
         ),
-        lineage_markers=read_tsv(snakemake.input.lineage_markers, what="lineage markers"),
-        gene_positions=pd.read_csv(snakemake.input.gene_positions, sep="\t", header=None),
         cancer_type=snakemake.params.cancer_type or None,
         force_inference=snakemake.params.force_inference,
         agreement=snakemake.params.agreement,

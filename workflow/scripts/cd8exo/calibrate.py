@@ -72,7 +72,7 @@ from .aggregate import (
 )
 from .genes import SymbolTables, load_symbol_tables
 from .harmonise import harmonise, log_normalise
-from .identity import annotated_obs, identify_cells
+from .identity import annotated_obs, identify_cells, read_identity_references
 from .meta import meta_analysis
 from .qc import filter_cells
 from .scoring import prepare_signatures, receiver_gene_sets, score_signatures
@@ -278,7 +278,7 @@ def load_inputs(
     -------
     The inputs of :func:`simulate_calibration_cohort`.
     """
-    from .io import read_gmt, read_targets, read_tsv
+    from .io import read_gmt, read_targets
 
     resources = Path(resources)
     all_signatures = read_gmt(resources / "gene_sets" / "senders.gmt")
@@ -305,20 +305,11 @@ def load_inputs(
         resources / "genome" / "gencode_v48_genes_homo_sapiens.csv.gz"
     )
     markers = resources / "markers"
-    identity = {
-        "cd8_markers": pd.concat(
-            [
-                read_tsv(markers / name, what="CD8 markers")
-                for name in ("cd8_identity_markers.tsv", "cd8_support_markers.tsv")
-            ]
-        ),
-        "lineage_markers": read_tsv(
-            markers / "malignant_lineage_markers.tsv", what="lineage markers"
-        ),
-        "gene_positions": pd.read_csv(
-            resources / "genome" / "hg38_gencode_v27_gene_pos.txt", sep="\t", header=None
-        ),
-    }
+    identity = read_identity_references(
+        [markers / "cd8_identity_markers.tsv", markers / "cd8_support_markers.tsv"],
+        markers / "malignant_lineage_markers.tsv",
+        resources / "genome" / "hg38_gencode_v27_gene_pos.txt",
+    )
     return CalibrationInputs(
         signatures=dict(all_signatures),
         targets=tuple(all_targets),

@@ -29,6 +29,7 @@ import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -38,6 +39,7 @@ import scipy.sparse as sp
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .io import read_tsv
 from .vocabulary import CELL_TYPES
 
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
     "find_compartments",
     "identify_cells",
     "identity_table",
+    "read_identity_references",
 ]
 
 logger = logging.getLogger(__name__)
@@ -2050,3 +2053,29 @@ def cnv_figure(stored: ad.AnnData, *, title: str = "", rng: RngLike = 0) -> Figu
         return fig
     full_title = f"{title}\n{note}" if title and note else (title or note)
     return cnv_heatmap(cnv, groups=groups, rng=rng, title=full_title)
+
+
+def read_identity_references(
+    cd8_markers: Sequence[str | Path], lineage_markers: str | Path, gene_positions: str | Path
+) -> dict[str, pd.DataFrame]:
+    """Read the identity step's reference tables as :func:`identify_cells` takes them.
+
+    Parameters
+    ----------
+    cd8_markers
+        CD8 marker tables, concatenated in order (``resources/markers/``
+        ``cd8_identity_markers.tsv`` and ``cd8_support_markers.tsv``).
+    lineage_markers
+        ``resources/markers/malignant_lineage_markers.tsv``.
+    gene_positions
+        ``resources/genome/hg38_gencode_v27_gene_pos.txt`` (no header).
+
+    Returns
+    -------
+    The keywords ``cd8_markers``, ``lineage_markers`` and ``gene_positions``.
+    """
+    return {
+        "cd8_markers": pd.concat([read_tsv(p, what="CD8 markers") for p in cd8_markers]),
+        "lineage_markers": read_tsv(lineage_markers, what="lineage markers"),
+        "gene_positions": pd.read_csv(gene_positions, sep="\t", header=None),
+    }
