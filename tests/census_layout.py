@@ -17,7 +17,6 @@ S3 with unsigned requests, exactly as it reads the public Census.
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
+from http_server import free_port
 
 VERSION = "2025-01-30"
 BUCKET = "cellxgene-census-public-us-west-2"
@@ -282,23 +282,12 @@ def build_census(root: Path, seed: int = 0) -> dict:
     return {"obs": obs, "var": var, "raw": raw.tocsr()}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 nothing listens on (a server that is down)."""
-    return _free_port()
-
-
 def down_census() -> dict:
     """``download.census`` settings pointing at an S3 server that is down (127.0.0.1)."""
     return {
         "uri": PUBLIC_URI,
         "tiledb_config": {
-            "vfs.s3.endpoint_override": f"http://127.0.0.1:{closed_port()}",
+            "vfs.s3.endpoint_override": f"http://127.0.0.1:{free_port()}",
             "vfs.s3.scheme": "http",
             "vfs.s3.use_virtual_addressing": "false",
         },
@@ -318,7 +307,7 @@ def s3_census(root: Path) -> Iterator[dict]:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

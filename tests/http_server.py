@@ -19,6 +19,7 @@ after ``lifetime`` seconds so a broken test can never leave it running.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -144,9 +145,13 @@ def serve(*, lifetime: float = 120.0) -> Iterator[FaultServer]:
         thread.join(timeout=5)
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound by the OS, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def closed_port_url(path: str = "file.gz") -> str:
     """A URL on 127.0.0.1 where nothing listens (connection refused)."""
-    server = FaultServer()
-    host, port = server.server_address[:2]
-    server.server_close()
-    return f"http://{host}:{port}/{path.lstrip('/')}"
+    return f"http://127.0.0.1:{free_port()}/{path.lstrip('/')}"

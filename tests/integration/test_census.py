@@ -23,11 +23,11 @@ from census_layout import (
     PUBLIC_URI,
     VERSION,
     build_census,
-    closed_port,
     down_census,
     s3_census,
 )
-from workflow_helpers import ROOT, run_snakemake, write_config
+from http_server import free_port
+from workflow_helpers import ROOT, no_traceback, run_snakemake, write_config
 
 from cd8exo.census import RELEASE_DIRECTORY_URL, query_census
 from cd8exo.download import sha256sum
@@ -78,10 +78,6 @@ def prepare(workdir, *registry_ids, check=True):
 
 def downloaded(workdir, registry_id, filename):
     return workdir / "resources" / "datasets" / "downloads" / registry_id / filename
-
-
-def no_traceback(result):
-    assert "Traceback" not in result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +220,7 @@ def test_census_server_down_stops_fast_naming_the_settings(tmp_path):
 
 def test_census_offline_stops_at_once_naming_the_release_and_the_ways_out(tmp_path, monkeypatch):
     # every HTTP(S) request goes to a port nothing listens on: this machine is "offline"
-    proxy = f"http://127.0.0.1:{closed_port()}"
+    proxy = f"http://127.0.0.1:{free_port()}"
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.setenv(name, proxy)
     for name in ("NO_PROXY", "no_proxy"):

@@ -32,7 +32,7 @@ from published_layouts import (
     type_of,
     value,
 )
-from workflow_helpers import ROOT, run_snakemake, write_config
+from workflow_helpers import ROOT, no_traceback, run_snakemake, write_config
 
 from cd8exo.readers import check_harmonised
 
@@ -332,10 +332,6 @@ def test_tisch2_template_id_h5_and_metainfo(formats_run):
 # --------------------------------------------------------------------------- #
 # Faults through the workflow
 # --------------------------------------------------------------------------- #
-def no_traceback(result):
-    assert "Traceback" not in result.stdout + result.stderr
-
-
 def test_corrupted_download_is_kept_aside_and_the_next_run_recovers(tmp_path):
     payloads, _ = gse72056_files(np.random.default_rng(3))
     name = "GSE72056_melanoma_single_cell_revised_v2.txt.gz"

@@ -27,6 +27,11 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
     return result
 
 
+def no_traceback(result: subprocess.CompletedProcess) -> None:
+    """A user error ends in a message, never a Python traceback."""
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def write_config(workdir: Path, rows: list[dict], **overrides) -> Path:
     """A config and dataset sheet in ``workdir`` pointing at the repository's resources."""
     config_dir = workdir / "config"
