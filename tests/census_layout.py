@@ -133,6 +133,8 @@ def census_tables(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, sp.coo_mat
         for symbol in ("ACTB", "GAPDH", "B2M"):
             counts[i, index[symbol]] += rng.poisson(8) + 1
     raw = sp.coo_matrix(counts)
+    detected, totals = (counts > 0).sum(axis=1), counts.sum(axis=1)
+    tissue_id = np.where(cells["tissue"] == "breast", "UBERON:0000310", "UBERON:0002097")
     obs = pd.DataFrame(
         {
             "soma_joinid": np.arange(n, dtype=np.int64),
@@ -156,17 +158,14 @@ def census_tables(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, sp.coo_mat
             "sex_ontology_term_id": "PATO:0000383",
             "suspension_type": "cell",
             "tissue": cells["tissue"],
-            "tissue_ontology_term_id": np.where(
-                cells["tissue"] == "breast", "UBERON:0000310", "UBERON:0002097"
-            ),
+            "tissue_ontology_term_id": tissue_id,
             "tissue_type": "tissue",
-            "tissue_general": cells["tissue"].replace({"skin of body": "skin of body"}),
-            "tissue_general_ontology_term_id": np.where(
-                cells["tissue"] == "breast", "UBERON:0000310", "UBERON:0002097"
-            ),
-            "raw_sum": counts.sum(axis=1).astype(np.float64),
-            "nnz": (counts > 0).sum(axis=1).astype(np.int64),
-            "raw_mean_nnz": (counts.sum(axis=1) / (counts > 0).sum(axis=1)).astype(np.float64),
+            # breast and skin of body are their own high-level tissues
+            "tissue_general": cells["tissue"],
+            "tissue_general_ontology_term_id": tissue_id,
+            "raw_sum": totals.astype(np.float64),
+            "nnz": detected.astype(np.int64),
+            "raw_mean_nnz": (totals / detected).astype(np.float64),
             "raw_variance_nnz": np.array([row[row > 0].var() for row in counts], dtype=np.float64),
             "n_measured_vars": np.full(n, g, dtype=np.int64),
         }
@@ -202,8 +201,6 @@ def _write_frame(collection, name: str, frame: pd.DataFrame) -> None:
 
 
 def _write_sparse(collection, name: str, matrix: sp.coo_matrix, dtype) -> None:
-    import tiledbsoma as soma
-
     with collection.add_new_sparse_ndarray(name, type=dtype, shape=matrix.shape) as out:
         out.write(
             pa.Table.from_pydict(
@@ -214,7 +211,6 @@ def _write_sparse(collection, name: str, matrix: sp.coo_matrix, dtype) -> None:
                 }
             )
         )
-    assert isinstance(collection[name], soma.SparseNDArray)
 
 
 def build_census(root: Path, seed: int = 0) -> dict:
