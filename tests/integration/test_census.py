@@ -29,8 +29,8 @@ from census_layout import (
 from http_server import free_port
 from workflow_helpers import ROOT, no_traceback, run_snakemake, write_config
 
+from cd8exo._utils import sha256sum
 from cd8exo.census import RELEASE_DIRECTORY_URL, query_census
-from cd8exo.download import sha256sum
 from cd8exo.readers import check_harmonised
 
 pytestmark = pytest.mark.integration

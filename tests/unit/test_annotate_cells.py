@@ -21,7 +21,8 @@ mpl.use("Agg")
 from test_identity import f1, make_tumour, read_cd8_markers, read_lineage_markers
 
 from cd8exo import identity
-from cd8exo.config import ConfigError, validate_datasets
+from cd8exo.config import validate_datasets
+from cd8exo.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASETS_SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/datasets.schema.yaml").read_text())

@@ -14,8 +14,10 @@ import pandas as pd
 import pytest
 from census_layout import DATASET_A, DATASET_B, DATASET_C, MELANOMA_FILTER, VERSION, build_census
 
+from cd8exo._utils import sha256sum
 from cd8exo.census import census_tiledb_config, query_census
-from cd8exo.download import ChecksumError, DownloadError, record_checksum, sha256sum
+from cd8exo.download import record_checksum
+from cd8exo.errors import ChecksumError, DownloadError
 from cd8exo.readers import map_cellxgene_obs, registry_entry
 
 

@@ -6,13 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from cd8exo.config import (
-    ConfigError,
-    load_schema,
-    read_datasets,
-    validate_config,
-    validate_datasets,
-)
+from cd8exo.config import load_schema, read_datasets, validate_config, validate_datasets
+from cd8exo.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_SCHEMA = load_schema(ROOT / "workflow/schemas/config.schema.yaml")

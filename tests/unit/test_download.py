@@ -11,17 +11,9 @@ from pathlib import Path
 import pytest
 from http_server import closed_port_url, serve
 
-from cd8exo.download import (
-    ChecksumError,
-    DownloadError,
-    NotDataError,
-    OfflineError,
-    fetch,
-    fetch_dataset,
-    read_lock,
-    record_checksum,
-    sha256sum,
-)
+from cd8exo._utils import sha256sum
+from cd8exo.download import fetch, fetch_dataset, read_lock, record_checksum
+from cd8exo.errors import ChecksumError, DownloadError, NotDataError, OfflineError
 
 # a gzip payload of ~300 kB whose bytes are not trivially repetitive
 PAYLOAD = gzip.compress(

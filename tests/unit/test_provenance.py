@@ -3,7 +3,8 @@
 import hashlib
 from importlib import metadata
 
-from cd8exo.provenance import file_sha256, flatten, run_info
+from cd8exo._utils import sha256sum
+from cd8exo.provenance import flatten, run_info
 
 
 def test_run_info_records_checksums_versions_and_config(tmp_path):
@@ -18,7 +19,7 @@ def test_run_info_records_checksums_versions_and_config(tmp_path):
         "no-such-package": "not installed",
     }
     assert info["config"] == config
-    assert file_sha256(gmt) == hashlib.sha256(gmt.read_bytes()).hexdigest()
+    assert sha256sum(gmt) == hashlib.sha256(gmt.read_bytes()).hexdigest()
 
 
 def test_flatten_gives_one_row_per_leaf():

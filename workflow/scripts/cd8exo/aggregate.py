@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .harmonise import linear_values
+from cd8exo.harmonise import linear_values
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -217,7 +217,7 @@ def median_counts(adata: ad.AnnData) -> pd.Series:
     Sequencing depth differs between patients and can drive both a CD8 score and a
     pseudobulk value; the statistics can adjust for it (partial correlation).
     """
-    from .qc import qc_metrics
+    from cd8exo.qc import qc_metrics
 
     totals = qc_metrics(adata)["total"]
     patients = adata.obs["patient"].astype(str).to_numpy()

@@ -240,7 +240,7 @@ def load_bench_data(folder: Path) -> BenchData:
 # --------------------------------------------------------------------------- #
 def _decoupler_tie_order(x: sp.csr_matrix) -> np.ndarray:
     """decoupler's tie order: never-detected genes dropped, the rest shuffled with seed 0."""
-    from .rank_scores import detected_genes
+    from cd8exo.rank_scores import detected_genes
 
     detected = np.flatnonzero(detected_genes(x))
     shuffle = np.random.default_rng(seed=0).choice(
@@ -268,27 +268,27 @@ def _run_job(job: str, bench: BenchData, *, seed: int) -> np.ndarray:
     x, names, sigs = bench.x, bench.var_names, bench.signatures
     whole_bins = x.shape[1]  # ctrl_size above every bin size: every gene of the bin
     if job == "tirosh_same_controls":
-        from .scoring import tirosh_scores
+        from cd8exo.scoring import tirosh_scores
 
         return tirosh_scores(x, names, sigs, rng=seed, ctrl_size=whole_bins)
     if job == "tirosh":
-        from .scoring import tirosh_scores
+        from cd8exo.scoring import tirosh_scores
 
         return tirosh_scores(x, names, sigs, rng=seed, ctrl_size=50)
     if job == "ucell":
-        from .rank_scores import ucell_scores
+        from cd8exo.rank_scores import ucell_scores
 
         return ucell_scores(x, names, sigs, max_rank=1500)
     if job == "aucell_order":
-        from .rank_scores import aucell_scores
+        from cd8exo.rank_scores import aucell_scores
 
         return aucell_scores(x, names, sigs, ties="order", tie_order=_decoupler_tie_order(x))
     if job == "aucell":
-        from .rank_scores import aucell_scores
+        from cd8exo.rank_scores import aucell_scores
 
         return aucell_scores(x, names, sigs, ties="mean")
     if job == "ssgsea":
-        from .ssgsea import group_sums, ssgsea_scores
+        from cd8exo.ssgsea import group_sums, ssgsea_scores
 
         profiles = group_sums(x, bench.patients, var_names=names, expm1=True)
         return ssgsea_scores(profiles, sigs, rng=seed).to_numpy()

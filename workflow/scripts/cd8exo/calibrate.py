@@ -62,23 +62,23 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from . import simulate
-from .aggregate import (
+from cd8exo import simulate
+from cd8exo.aggregate import (
     median_counts,
     patient_counts,
     receiver_expression,
     select_patients,
     sender_scores,
 )
-from .genes import SymbolTables, load_symbol_tables
-from .harmonise import harmonise, log_normalise
-from .identity import annotated_obs, identify_cells, read_identity_references
-from .meta import meta_analysis
-from .qc import filter_cells
-from .scoring import prepare_signatures, receiver_gene_sets, score_signatures
-from .specificity import null_score_tables, random_set_scores
-from .stats import association_table, specificity_p_values
-from .tables import patient_covariates, patient_table, split_patient_table
+from cd8exo.genes import SymbolTables, load_symbol_tables
+from cd8exo.harmonise import harmonise, log_normalise
+from cd8exo.identity import annotated_obs, identify_cells, read_identity_references
+from cd8exo.meta import meta_analysis
+from cd8exo.qc import filter_cells
+from cd8exo.scoring import prepare_signatures, receiver_gene_sets, score_signatures
+from cd8exo.specificity import null_score_tables, random_set_scores
+from cd8exo.stats import association_table, specificity_p_values
+from cd8exo.tables import patient_covariates, patient_table, split_patient_table
 
 __all__ = [
     "COHORT_COLUMNS",
@@ -278,7 +278,7 @@ def load_inputs(
     -------
     The inputs of :func:`simulate_calibration_cohort`.
     """
-    from .io import read_gmt, read_targets
+    from cd8exo.io import read_gmt, read_targets
 
     resources = Path(resources)
     all_signatures = read_gmt(resources / "gene_sets" / "senders.gmt")
@@ -1116,7 +1116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the workflow's own per-cohort messages (QC counts, exclusions) would drown the progress
     logging.getLogger("cd8exo").setLevel(logging.ERROR)
     logger.setLevel(logging.INFO)
-    from .io import write_table
+    from cd8exo.io import write_table
 
     settings = CalibrationSettings()
     start = time.monotonic()

@@ -39,13 +39,9 @@ from typing import Any
 
 import anndata as ad
 
-from cd8exo.download import (
-    DownloadError,
-    OfflineError,
-    _commit_part,
-    lookup_checksum,
-    sha256sum,
-)
+from cd8exo._utils import sha256sum
+from cd8exo.download import _commit_part, lookup_checksum
+from cd8exo.errors import DownloadError, OfflineError
 
 __all__ = [
     "PUBLIC_RELEASE_URI",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .scoring import METHODS, score_signatures
+from cd8exo.scoring import METHODS, score_signatures
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -16,6 +16,8 @@ import jsonschema
 import pandas as pd
 import yaml
 
+from cd8exo.errors import ConfigError
+
 __all__ = [
     "ConfigError",
     "fill_defaults",
@@ -24,10 +26,6 @@ __all__ = [
     "validate_config",
     "validate_datasets",
 ]
-
-
-class ConfigError(ValueError):
-    """A user error in the configuration; its message is meant to be shown as is."""
 
 
 def load_schema(path: str | Path) -> dict[str, Any]:

@@ -50,7 +50,6 @@ from __future__ import annotations
 import csv
 import errno
 import fcntl
-import hashlib
 import http.client
 import logging
 import os
@@ -66,6 +65,8 @@ from pathlib import Path
 from typing import Any
 
 from cd8exo import __version__
+from cd8exo._utils import sha256sum
+from cd8exo.errors import ChecksumError, DownloadError, NotDataError, OfflineError
 
 __all__ = [
     "DEFAULT_LOCK_FILE",
@@ -100,33 +101,8 @@ _OFFLINE_ERRNOS = frozenset(
 )
 
 
-class DownloadError(RuntimeError):
-    """A file could not be brought to its destination (the message says why and what to do)."""
-
-
-class OfflineError(DownloadError):
-    """The server cannot be reached at all (no network, DNS failure, connection refused)."""
-
-
-class ChecksumError(DownloadError):
-    """A file's sha256 differs from the registry or lock file."""
-
-
-class NotDataError(DownloadError):
-    """The server answered with something that is not the file (e.g. an HTML error page)."""
-
-
 class _Transient(Exception):
     """A failure worth retrying (server error, time-out, dropped or truncated transfer)."""
-
-
-def sha256sum(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
-    """Return the hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_lock(lock_file: str | Path) -> dict[str, dict[str, str]]:

@@ -56,12 +56,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .harmonise import _unique_symbols
-
 __all__ = [
     "DEFAULT_ALIAS_TABLE",
     "DEFAULT_ENSEMBL_TABLE",
     "SymbolTables",
+    "unique_symbols",
     "best_rows",
     "clean_var_names",
     "load_symbol_tables",
@@ -360,5 +359,50 @@ def clean_var_names(
     x = sp.csr_matrix(adata.X[:, np.flatnonzero(keep)], dtype=np.float32)
     dataset = str(adata.uns.get("cd8exo", {}).get("dataset", ""))
     # remaining ties go to the workflow's one duplicate rule (counts summed, else top mean)
-    x, var = _unique_symbols(x, var, scale=value_scale, dataset=dataset)
+    x, var = unique_symbols(x, var, scale=value_scale, dataset=dataset)
     return ad.AnnData(X=x, obs=adata.obs.copy(), var=var, uns=dict(adata.uns))
+
+
+def unique_symbols(
+    x: sp.csr_matrix, var: pd.DataFrame, *, scale: str, dataset: str
+) -> tuple[sp.csr_matrix, pd.DataFrame]:
+    """Merge genes that share a symbol: counts summed, otherwise the most expressed kept."""
+    symbols = pd.Index(var.index.astype(str).str.strip())
+    if symbols.is_unique:
+        new_var = var.copy()
+        new_var.index = symbols
+        return x, new_var
+    duplicated = symbols[symbols.duplicated()].unique()
+    logger.warning(
+        "Dataset %r: %d gene symbols occur more than once and are merged (%s): %s",
+        dataset,
+        len(duplicated),
+        "counts summed" if scale == "counts" else "highest-mean gene kept",
+        ", ".join(map(str, duplicated)),
+    )
+    codes, uniques = pd.factorize(symbols)
+    if scale == "counts":
+        # Sum the duplicates: every molecule of the symbol counts.
+        n_genes = len(symbols)
+        merge = sp.csr_matrix(
+            (np.ones(n_genes, dtype=np.float32), (np.arange(n_genes), codes)),
+            shape=(n_genes, len(uniques)),
+        )
+        merged = sp.csr_matrix(x @ merge, dtype=np.float32)
+        first = pd.Series(np.arange(n_genes)).groupby(codes).first().to_numpy()
+        new_var = var.iloc[first].copy()
+    else:
+        # Summing log values means nothing: keep the most expressed duplicate.
+        means = np.asarray(x.mean(axis=0, dtype=np.float64)).ravel()
+        order = pd.DataFrame({"code": codes, "mean": means, "position": np.arange(len(codes))})
+        keep = (
+            order.sort_values(["code", "mean", "position"], ascending=[True, False, True])
+            .drop_duplicates("code")
+            .sort_values("code")["position"]
+            .to_numpy()
+        )
+        merged = x[:, keep]
+        new_var = var.iloc[keep].copy()
+    new_var.index = pd.Index(uniques.astype(str))
+    merged.sort_indices()
+    return sp.csr_matrix(merged), new_var

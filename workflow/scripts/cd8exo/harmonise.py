@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .io import read_tsv
-from .vocabulary import CELL_TYPES, OBS_COLUMNS, VALUE_SCALES
+from cd8exo.genes import unique_symbols
+from cd8exo.io import read_tsv
+from cd8exo.vocabulary import CELL_TYPES, OBS_COLUMNS, VALUE_SCALES
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .io import PathLike
+    from cd8exo.io import PathLike
 
 logger = logging.getLogger(__name__)
 
@@ -406,7 +407,7 @@ def harmonise(
         if sp.issparse(x)
         else sp.csr_matrix(np.asarray(x, dtype=np.float32))
     )
-    x_csr, var = _unique_symbols(x_csr, adata.var, scale=scale, dataset=dataset)
+    x_csr, var = unique_symbols(x_csr, adata.var, scale=scale, dataset=dataset)
 
     uns = {
         "dataset": dataset,
@@ -524,50 +525,6 @@ def _as_bool(values: pd.Series, *, name: str, dataset: str) -> np.ndarray:
         )
         raise ValueError(msg)
     return is_true.to_numpy(dtype=bool)
-
-
-def _unique_symbols(
-    x: sp.csr_matrix, var: pd.DataFrame, *, scale: str, dataset: str
-) -> tuple[sp.csr_matrix, pd.DataFrame]:
-    symbols = pd.Index(var.index.astype(str).str.strip())
-    if symbols.is_unique:
-        new_var = var.copy()
-        new_var.index = symbols
-        return x, new_var
-    duplicated = symbols[symbols.duplicated()].unique()
-    logger.warning(
-        "Dataset %r: %d gene symbols occur more than once and are merged (%s): %s",
-        dataset,
-        len(duplicated),
-        "counts summed" if scale == "counts" else "highest-mean gene kept",
-        ", ".join(map(str, duplicated)),
-    )
-    codes, uniques = pd.factorize(symbols)
-    if scale == "counts":
-        # Sum the duplicates: every molecule of the symbol counts.
-        n_genes = len(symbols)
-        merge = sp.csr_matrix(
-            (np.ones(n_genes, dtype=np.float32), (np.arange(n_genes), codes)),
-            shape=(n_genes, len(uniques)),
-        )
-        merged = sp.csr_matrix(x @ merge, dtype=np.float32)
-        first = pd.Series(np.arange(n_genes)).groupby(codes).first().to_numpy()
-        new_var = var.iloc[first].copy()
-    else:
-        # Summing log values means nothing: keep the most expressed duplicate.
-        means = np.asarray(x.mean(axis=0, dtype=np.float64)).ravel()
-        order = pd.DataFrame({"code": codes, "mean": means, "position": np.arange(len(codes))})
-        keep = (
-            order.sort_values(["code", "mean", "position"], ascending=[True, False, True])
-            .drop_duplicates("code")
-            .sort_values("code")["position"]
-            .to_numpy()
-        )
-        merged = x[:, keep]
-        new_var = var.iloc[keep].copy()
-    new_var.index = pd.Index(uniques.astype(str))
-    merged.sort_indices()
-    return sp.csr_matrix(merged), new_var
 
 
 # --------------------------------------------------------------------------- #

@@ -39,8 +39,9 @@ import scipy.sparse as sp
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .io import read_tsv
-from .vocabulary import CELL_TYPES
+from cd8exo._utils import RNGLike, as_rng, seed_from
+from cd8exo.io import read_tsv
+from cd8exo.vocabulary import CELL_TYPES
 
 __all__ = [
     "AGREEMENT_CLASSES",
@@ -69,7 +70,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RngLike = np.random.Generator | int | None
 
 #: Genes whose absence defines an NK cell (scGate "NK" model: KLRD1;NKG7;NCR1;FCGR3A with
 #: CD3D-;CD3E-;CD3G-;CD8A-;CD8B-). NKG7 and KLRD1 are also CD8 T-cell genes, so NK
@@ -135,15 +135,6 @@ KNOWN_CANCER_TYPES: tuple[str, ...] = tuple(
 # --------------------------------------------------------------------------- #
 # Small helpers
 # --------------------------------------------------------------------------- #
-def _as_rng(rng: RngLike) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
-def _seed(rng: np.random.Generator) -> int:
-    """An integer seed for a scanpy call, drawn from ``rng`` (so the whole run is fixed)."""
-    return int(rng.integers(0, 2**31 - 1))
-
-
 def _check_log_normalised(adata: ad.AnnData, *, where: str) -> None:
     info = adata.uns.get("cd8exo", {}) if isinstance(adata.uns, Mapping) else {}
     if info.get("log_normalised", False):
@@ -257,18 +248,18 @@ def _embed_light(
         n_comps=n_comps,
         mask_var="highly_variable",
         svd_solver="arpack",
-        random_state=_seed(rng),
+        random_state=seed_from(rng),
     )
     sc.pp.neighbors(
         light,
         n_neighbors=int(min(n_neighbors, n_obs - 1)),
         n_pcs=n_comps,
-        random_state=_seed(rng),
+        random_state=seed_from(rng),
     )
     sc.tl.leiden(
         light,
         resolution=resolution,
-        random_state=_seed(rng),
+        random_state=seed_from(rng),
         flavor="igraph",
         n_iterations=2,
         directed=False,
@@ -280,7 +271,7 @@ def _embed_light(
 def embed_cells(
     adata: ad.AnnData,
     *,
-    rng: RngLike = 0,
+    rng: RNGLike = 0,
     n_top_genes: int = 2000,
     n_pcs: int = 30,
     n_neighbors: int = 15,
@@ -313,7 +304,7 @@ def embed_cells(
         msg = f"embed_cells: only {adata.n_obs} cells; at least 10 are needed to build a kNN graph."
         raise ValueError(msg)
     light = _light(adata.X, adata.obs_names, adata.var_names)
-    gen = _as_rng(rng)
+    gen = as_rng(rng)
     _embed_light(
         light,
         rng=gen,
@@ -401,7 +392,7 @@ def call_cd8(
     adata: ad.AnnData,
     *,
     markers: pd.DataFrame,
-    rng: RngLike = 0,
+    rng: RNGLike = 0,
     resolution: float = 1.0,
     t_resolution: float = 0.5,
     embedding: ad.AnnData | None = None,
@@ -484,7 +475,7 @@ def call_cd8(
     """
     _check_log_normalised(adata, where="call_cd8")
     parsed = _parse_cd8_markers(markers)
-    gen = _as_rng(rng)
+    gen = as_rng(rng)
     if embedding is None:
         embedding = embed_cells(
             adata,
@@ -591,7 +582,7 @@ def call_cd8(
         sc.tl.leiden(
             light,
             resolution=t_resolution,
-            random_state=_seed(gen),
+            random_state=seed_from(gen),
             flavor="igraph",
             n_iterations=2,
             directed=False,
@@ -735,7 +726,7 @@ def find_compartments(
     markers: pd.DataFrame,
     cancer_type: str | None = None,
     embedding: ad.AnnData | None = None,
-    rng: RngLike = 0,
+    rng: RNGLike = 0,
     min_contrast: float = 3.0,
 ) -> pd.DataFrame:
     """Assign Leiden clusters to non-malignant compartments or to the tumour lineage.
@@ -913,7 +904,7 @@ def call_malignant(
     reference_mask: np.ndarray | pd.Series | None = None,
     lineage_markers: pd.DataFrame | None = None,
     cancer_type: str | None = None,
-    rng: RngLike = 0,
+    rng: RNGLike = 0,
     embedding: ad.AnnData | None = None,
     resolution: float = 1.0,
     cnv_resolution: float = 1.0,
@@ -998,7 +989,7 @@ def call_malignant(
     ``min_coherence`` on a log scale, capped at 1). With ``return_cnv``, also the profiles.
     """
     _check_log_normalised(adata, where="call_malignant")
-    gen = _as_rng(rng)
+    gen = as_rng(rng)
     lineage_groups = _resolve_cancer_type(cancer_type)
     if lineage_markers is None and reference_mask is None:
         msg = (
@@ -1117,7 +1108,7 @@ def call_malignant(
         n_comps=n_comps,
         zero_center=False,
         svd_solver="arpack",
-        random_state=_seed(gen),
+        random_state=seed_from(gen),
     )
     with warnings.catch_warnings():
         # identical (all-zero) profiles of reference cells make scanpy edit its sparse
@@ -1127,12 +1118,12 @@ def call_malignant(
             work,
             use_rep="X_cnv_pca",
             n_neighbors=int(min(15, adata.n_obs - 1)),
-            random_state=_seed(gen),
+            random_state=seed_from(gen),
         )
     sc.tl.leiden(
         work,
         resolution=cnv_resolution,
-        random_state=_seed(gen),
+        random_state=seed_from(gen),
         flavor="igraph",
         n_iterations=2,
         directed=False,
@@ -1244,7 +1235,7 @@ def annotate_identity(
     gene_positions: pd.DataFrame | None = None,
     cancer_type: str | None = None,
     reference_mask: np.ndarray | pd.Series | None = None,
-    rng: RngLike = 0,
+    rng: RNGLike = 0,
     resolution: float = 1.0,
     return_cnv: bool = False,
     cd8_kwargs: Mapping[str, object] | None = None,
@@ -1295,7 +1286,7 @@ def annotate_identity(
     """
     flags = _label_flags(author_labels_present)
     use_author = {k: v and not force_inference for k, v in flags.items()}
-    gen = _as_rng(rng)
+    gen = as_rng(rng)
     n = adata.n_obs
     obs = adata.obs
     if use_author["cd8"] and "cell_type" not in obs:
@@ -1638,7 +1629,7 @@ def identify_cells(
     cancer_type: str | None = None,
     force_inference: bool = False,
     agreement: bool = True,
-    rng: RngLike = 0,
+    rng: RNGLike = 0,
     resolution: float = 1.0,
 ) -> IdentityResult:
     """CD8 T-cell and malignant labels of a dataset, and how well inference matches the authors'.
@@ -1847,7 +1838,7 @@ def identity_table(result: IdentityResult, *, obs: pd.DataFrame) -> pd.DataFrame
 
 
 def cnv_subsample(
-    cnv: CNVResult, *, groups: pd.Series, max_cells: int = 3000, rng: RngLike = 0
+    cnv: CNVResult, *, groups: pd.Series, max_cells: int = 3000, rng: RNGLike = 0
 ) -> tuple[CNVResult, pd.Series]:
     """A seeded subsample of copy-number profiles (proportional per group), for the figure.
 
@@ -1866,7 +1857,7 @@ def cnv_subsample(
     -------
     The kept profiles and their groups, in the original cell order.
     """
-    gen = _as_rng(rng)
+    gen = as_rng(rng)
     labels = groups.reindex(cnv.obs_names).astype(str).fillna("NA").to_numpy()
     n = len(labels)
     fraction = min(1.0, max_cells / n) if n else 1.0
@@ -1893,7 +1884,7 @@ def cnv_heatmap(
     groups: pd.Series | None = None,
     ax: Axes | None = None,
     max_cells: int = 1500,
-    rng: RngLike = 0,
+    rng: RNGLike = 0,
     vmax: float | None = None,
     title: str = "",
 ) -> Figure:
@@ -1924,7 +1915,7 @@ def cnv_heatmap(
     """
     import matplotlib.pyplot as plt
 
-    gen = _as_rng(rng)
+    gen = as_rng(rng)
     n = cnv.matrix.shape[0]
     labels = (
         pd.Series("all cells", index=cnv.obs_names)
@@ -2025,7 +2016,7 @@ def cnv_from_anndata(stored: ad.AnnData) -> tuple[CNVResult | None, pd.Series | 
     return cnv, groups, note
 
 
-def cnv_figure(stored: ad.AnnData, *, title: str = "", rng: RngLike = 0) -> Figure:
+def cnv_figure(stored: ad.AnnData, *, title: str = "", rng: RNGLike = 0) -> Figure:
     """:func:`cnv_heatmap` of stored profiles, or a figure that says why there are none.
 
     Parameters

@@ -12,7 +12,6 @@ import gzip
 import io
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,8 +21,10 @@ import pandas as pd
 import scipy.io
 import scipy.sparse as sp
 
+from cd8exo._utils import atomic_write, open_text
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def read_gmt(path: PathLike) -> dict[str, list[str]]:
     path = Path(path)
     sets: dict[str, list[str]] = {}
     first_line: dict[str, int] = {}
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         for line_number, raw in enumerate(handle, start=1):
             line = raw.rstrip("\r\n")
             if not line.strip() or line.lstrip().startswith("#"):
@@ -441,7 +442,7 @@ def write_h5ad(adata: ad.AnnData, path: PathLike) -> None:
     path
         Destination ``.h5ad``; its folder is created if needed.
     """
-    _atomic_write(Path(path), lambda tmp: adata.write_h5ad(tmp))
+    atomic_write(Path(path), lambda tmp: adata.write_h5ad(tmp))
 
 
 def write_table(df: pd.DataFrame, path: PathLike, *, index: bool | None = None) -> None:
@@ -466,7 +467,7 @@ def write_table(df: pd.DataFrame, path: PathLike, *, index: bool | None = None) 
         index = not isinstance(df.index, pd.RangeIndex)
     sep = _separator(path)
     if path.suffix != ".gz":
-        _atomic_write(path, lambda tmp: df.to_csv(tmp, sep=sep, index=index))
+        atomic_write(path, lambda tmp: df.to_csv(tmp, sep=sep, index=index))
         return
 
     def write_gzip(tmp: str) -> None:
@@ -478,20 +479,7 @@ def write_table(df: pd.DataFrame, path: PathLike, *, index: bool | None = None) 
         ):
             df.to_csv(text, sep=sep, index=index)
 
-    _atomic_write(path, write_gzip)
-
-
-def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, write_gzip)
 
 
 # --------------------------------------------------------------------------- #
@@ -500,15 +488,6 @@ def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
 def _separator(path: Path) -> str:
     suffixes = [s.lower() for s in Path(path).suffixes]
     return "," if ".csv" in suffixes else "\t"
-
-
-def _open_text(path: Path):
-    if not path.is_file():
-        msg = f"The file {path} does not exist."
-        raise ValueError(msg)
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
 
 
 def _open_binary(path: Path):
@@ -548,7 +527,7 @@ def write_yaml(data: object, path: PathLike) -> None:
         with open(tmp, "w") as fh:
             yaml.safe_dump(data, fh, sort_keys=False, default_flow_style=False)
 
-    _atomic_write(Path(path), write)
+    atomic_write(Path(path), write)
 
 
 def write_gmt(gene_sets: dict[str, list[str]], path: PathLike, *, description: str = "") -> None:
@@ -559,4 +538,4 @@ def write_gmt(gene_sets: dict[str, list[str]], path: PathLike, *, description: s
             for name, genes in gene_sets.items():
                 fh.write("\t".join([name, description or name, *genes]) + "\n")
 
-    _atomic_write(Path(path), write)
+    atomic_write(Path(path), write)

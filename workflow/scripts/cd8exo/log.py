@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cd8exo.download import DownloadError
+from cd8exo.errors import DownloadError
 
 __all__ = ["log_to"]
 

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from scipy import stats as sps
 
-from .stats import benjamini_hochberg
+from cd8exo.stats import benjamini_hochberg
 
 __all__ = ["META_COLUMNS", "dersimonian_laird", "forest_plot", "meta_analysis"]
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .vocabulary import CELL_TYPES
+from cd8exo.vocabulary import CELL_TYPES
 
 __all__ = [
     "association_scatter",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import sys
 from collections.abc import Iterable, Mapping
@@ -12,7 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["PACKAGES", "file_sha256", "flatten", "run_info"]
+from cd8exo._utils import sha256sum
+
+__all__ = ["PACKAGES", "flatten", "run_info"]
 
 #: Distributions whose versions are recorded (those that shape the results).
 PACKAGES: tuple[str, ...] = (
@@ -33,15 +34,6 @@ PACKAGES: tuple[str, ...] = (
     "h5py",
     "jsonschema",
 )
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _version(name: str) -> str:
@@ -80,7 +72,7 @@ def run_info(
             "platform": platform.platform(),
             "packages": {name: _version(name) for name in packages},
         },
-        "inputs": {str(path): file_sha256(path) for path in files},
+        "inputs": {str(path): sha256sum(path) for path in files},
         "config": _plain(config),
     }
 

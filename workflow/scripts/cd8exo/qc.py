@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .harmonise import linear_values
+from cd8exo.harmonise import linear_values
 
 logger = logging.getLogger(__name__)
 

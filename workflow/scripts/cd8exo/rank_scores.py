@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .scoring import cell_chunks
+from cd8exo.scoring import cell_chunks
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import gzip
 import logging
 import re
 import shutil
@@ -71,7 +70,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -80,10 +79,11 @@ import scipy.io
 import scipy.sparse as sp
 import yaml
 
-from .genes import SymbolTables, load_symbol_tables, map_symbols, select_rows
-from .harmonise import detect_value_scale as detect_log_or_counts
-from .harmonise import harmonise
-from .vocabulary import CELL_TYPES, OBS_COLUMNS, VALUE_SCALES
+from cd8exo._utils import is_gzip, open_text
+from cd8exo.genes import SymbolTables, load_symbol_tables, map_symbols, select_rows
+from cd8exo.harmonise import detect_value_scale as detect_log_or_counts
+from cd8exo.harmonise import harmonise
+from cd8exo.vocabulary import CELL_TYPES, OBS_COLUMNS, VALUE_SCALES
 
 __all__ = [
     "CELLXGENE_CELL_TYPES",
@@ -608,17 +608,6 @@ def map_cellxgene_obs(
 # --------------------------------------------------------------------------- #
 # Low-level file reading
 # --------------------------------------------------------------------------- #
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
-
-
-def _open_text(path: Path) -> IO[str]:
-    if _is_gzip(path):
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
 def _unquote(text: str) -> str:
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
@@ -634,7 +623,7 @@ class _TextLayout:
 
 
 def _read_text_layout(path: Path, *, sep: str, metadata_rows: int) -> _TextLayout:
-    with _open_text(path) as handle:
+    with open_text(path, newline="") as handle:
         reader = csv.reader(handle, delimiter=sep, quotechar='"')
         try:
             header = next(reader)
@@ -690,7 +679,7 @@ def _read_text_values(
         dtype={0: str, **dict.fromkeys(wanted, np.float32)},
         na_filter=False,
         quotechar='"',
-        compression="gzip" if _is_gzip(path) else None,
+        compression="gzip" if is_gzip(path) else None,
         chunksize=chunk_rows,
         engine="c",
     )
@@ -726,7 +715,7 @@ def _read_annotation(path: Path, spec: Mapping[str, Any]) -> pd.DataFrame:
         encoding="utf-8-sig",
         header=0 if header else None,
         names=None if header else spec["columns"],
-        compression="gzip" if _is_gzip(path) else None,
+        compression="gzip" if is_gzip(path) else None,
     )
     cell_id = spec.get("cell_id", 0)
     if isinstance(cell_id, int):
@@ -805,7 +794,7 @@ def _read_text_matrix(files: Mapping[str, Path], entry: Mapping[str, Any], *, wh
 
 
 def _lines(path: Path, *, column: int = 0) -> list[str]:
-    with _open_text(path) as handle:
+    with open_text(path, newline="") as handle:
         return [
             _unquote(line.rstrip("\r\n").split("\t")[column]) for line in handle if line.strip()
         ]

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
     import anndata as ad
 
-    from .genes import SymbolTables
+    from cd8exo.genes import SymbolTables
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def _symbol_lookup(tables: SymbolTables | None):
     """Name -> (current symbol, status); identity when there are no tables."""
     if tables is None:
         return lambda name: (name, "approved")
-    from .genes import map_symbols
+    from cd8exo.genes import map_symbols
 
     cache: dict[str, tuple[str, str]] = {}
 
@@ -156,7 +156,7 @@ def _data_symbols(var_names: Sequence[str], tables: SymbolTables | None) -> dict
     """Current symbol -> data name, for data names that are not current symbols."""
     if tables is None:
         return {}
-    from .genes import map_symbols
+    from cd8exo.genes import map_symbols
 
     names = list(map(str, var_names))
     present = set(names)
@@ -685,11 +685,11 @@ def score_matrix(
             chunk_size=chunk_size,
         )
     if method == "ucell":
-        from .rank_scores import ucell_scores
+        from cd8exo.rank_scores import ucell_scores
 
         return ucell_scores(x, var_names, signatures, max_rank=max_rank, chunk_size=chunk_size)
     if method == "aucell":
-        from .rank_scores import aucell_scores
+        from cd8exo.rank_scores import aucell_scores
 
         return aucell_scores(
             x, var_names, signatures, n_up=n_up, ties=aucell_ties, chunk_size=chunk_size
@@ -795,7 +795,7 @@ def score_signatures(
                 row.genes_missing,
             )
     if method == "ssgsea":
-        from .ssgsea import ssgsea_cell_scores
+        from cd8exo.ssgsea import ssgsea_cell_scores
 
         return ssgsea_cell_scores(adata, signatures, rng=rng)
     scores = score_matrix(

@@ -43,8 +43,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .aggregate import receiver_expression
-from .harmonise import linear_values
+from cd8exo._utils import as_rng, seed_from
+from cd8exo.aggregate import receiver_expression
+from cd8exo.harmonise import linear_values
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -339,11 +340,6 @@ def rank_genes(
 # --------------------------------------------------------------------------------------
 
 
-def _seed_of(rng: int | np.random.Generator | None) -> int:
-    """A non-negative int seed for gseapy, drawn from ``rng`` (an int seed or a Generator)."""
-    return int(np.random.default_rng(rng).integers(0, 2**31 - 1))
-
-
 def prerank(
     ranked: pd.DataFrame,
     gene_sets: Mapping[str, Sequence[str]],
@@ -403,7 +399,7 @@ def prerank(
     if missing:
         msg = f"The ranked gene table lacks column(s) {missing}; give the output of rank_genes."
         raise ValueError(msg)
-    seed = _seed_of(rng)
+    seed = seed_from(as_rng(rng))
     frames = []
     for signature, rows in ranked.groupby("signature", sort=False):
         rows = rows.sort_values("rank")
@@ -562,7 +558,7 @@ def top_programs_figure(
     -------
     The figure; with no tested gene set it says so in place of the dots.
     """
-    from .plotting import plt  # pyplot on the non-interactive backend the package selects
+    from cd8exo.plotting import plt  # pyplot on the non-interactive backend the package selects
 
     if n < 1:
         msg = f"n must be >= 1, got {n}."

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +42,8 @@ import h5py
 import numpy as np
 import pandas as pd
 from scipy import sparse
+
+from cd8exo._utils import atomic_write
 
 __all__ = [
     "AUTHOR_LABELS",
@@ -910,9 +911,9 @@ def write_cohort(
             "or choose another output directory."
         )
         raise FileExistsError(msg)
-    _atomic_write(paths["h5ad"], lambda tmp: _write_h5ad_compact(cohort.adata, tmp))
-    _atomic_write(paths["truth"], lambda tmp: cohort.truth.to_csv(tmp, sep="\t", index=False))
-    _atomic_write(
+    atomic_write(paths["h5ad"], lambda tmp: _write_h5ad_compact(cohort.adata, tmp))
+    atomic_write(paths["truth"], lambda tmp: cohort.truth.to_csv(tmp, sep="\t", index=False))
+    atomic_write(
         paths["patients"],
         lambda tmp: cohort.patients.to_csv(tmp, sep="\t", index=False, float_format="%.6f"),
     )
@@ -931,17 +932,6 @@ def _write_h5ad_compact(adata: ad.AnnData, path: str | Path) -> None:
     with h5py.File(path, "a") as f:
         del f["uns"]
         ad.io.write_elem(f, "uns", dict(adata.uns))
-
-
-def _atomic_write(path: Path, write) -> None:
-    # a hidden name in the same directory, so that os.replace is an atomic rename
-    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.tmp"))
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # ---- the bundled demo ---------------------------------------------------------------------
@@ -1044,7 +1034,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if label_path.exists() and not args.overwrite:
         msg = f"{label_path} already exists; pass --overwrite to replace it."
         raise FileExistsError(msg)
-    _atomic_write(label_path, lambda tmp: label_map().to_csv(tmp, sep="\t", index=False))
+    atomic_write(label_path, lambda tmp: label_map().to_csv(tmp, sep="\t", index=False))
     return 0
 
 

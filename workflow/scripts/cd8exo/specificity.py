@@ -17,9 +17,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .aggregate import sender_scores
-from .scoring import gene_means, score_signatures
-from .stats import matched_random_sets
+from cd8exo.aggregate import sender_scores
+from cd8exo.scoring import gene_means, score_signatures
+from cd8exo.stats import matched_random_sets
 
 __all__ = ["SET_SEPARATOR", "null_score_tables", "random_set_scores"]
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .scoring import cell_chunks
+from cd8exo.scoring import cell_chunks
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -167,7 +167,7 @@ def ssgsea_cell_scores(
     Cells x signatures: every ``cell_type`` cell carries its patient's ES, other cells
     NaN, so that the per-patient mean over the cells is the patient's score.
     """
-    from .harmonise import linear_values
+    from cd8exo.harmonise import linear_values
 
     for column in ("patient", "cell_type"):
         if column not in adata.obs:

@@ -35,6 +35,8 @@ import pandas as pd
 from scipy import stats as sps
 from scipy.special import ndtr, ndtri
 
+from cd8exo._utils import as_rng
+
 __all__ = [
     "ASSOCIATION_COLUMNS",
     "association_table",
@@ -334,10 +336,6 @@ def _partial_vec(
 # --------------------------------------------------------------------------------------
 
 
-def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
-    return np.random.default_rng(rng)
-
-
 def _paired_vectors(x, y, *, where: str) -> tuple[np.ndarray, np.ndarray]:
     x_arr = np.asarray(x, dtype=float)
     y_arr = np.asarray(y, dtype=float)
@@ -443,7 +441,7 @@ def spearman_bootstrap_ci(
     if n_boot < 1:
         msg = f"n_boot must be a positive number of resamples, got {n_boot}."
         raise ValueError(msg)
-    generator = _as_rng(rng)
+    generator = as_rng(rng)
     y_matrix = y_arr[:, None]
     rho = _pearson_vec(sps.rankdata(x_arr), sps.rankdata(y_matrix, axis=0))
     boot = _bootstrap_spearman(x_arr, y_matrix, _bootstrap_weights(len(x_arr), n_boot, generator))
@@ -494,7 +492,7 @@ def permutation_p(
     rank_y = sps.rankdata(y_arr)[:, None]
     rho = _pearson_vec(rank_x, rank_y)
     pval, _ = _permutation_p_vec(
-        rank_x, rank_y, rho, n_perm=n_perm, exact_max=exact_max, rng=_as_rng(rng)
+        rank_x, rank_y, rho, n_perm=n_perm, exact_max=exact_max, rng=as_rng(rng)
     )
     return float(pval[0])
 
@@ -699,7 +697,7 @@ def matched_random_sets(
         index=means.index,
     ).astype(int)
     is_signature = means.index.isin(genes)
-    generator = _as_rng(rng)
+    generator = as_rng(rng)
     sets = np.empty((n_sets, len(genes)), dtype=object)
     signature_bins = bins.loc[genes].to_numpy()
     for b in np.unique(signature_bins):
@@ -996,7 +994,7 @@ def association_table(
     x_all = sender.loc[patients].to_numpy()
     y_all = receiver.loc[patients].to_numpy()
     labels = patients.astype(str).to_numpy()
-    generators = _as_rng(rng).spawn(sender.shape[1])
+    generators = as_rng(rng).spawn(sender.shape[1])
 
     blocks = []
     for s, signature in enumerate(sender.columns):
