@@ -45,7 +45,7 @@ lint: venv
 # writes results/calibration/{type1,power}.tsv. One worker per core, one BLAS thread each.
 calibrate: venv
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=workflow/scripts \
-	$(BIN)/python -m cd8exo.calibrate --n-cohorts 500 --n-power-cohorts 200 \
+	$(BIN)/python -m cd8exo.sim.calibrate --n-cohorts 500 --n-power-cohorts 200 \
 	--out results/calibration --jobs $(CORES)
 
 # Scoring benchmark (README "Signature scoring"): a synthetic 200,000 x 20,000 dataset,
@@ -53,4 +53,4 @@ calibrate: venv
 # single-threaded process; the table goes to results/bench/scoring.tsv. Needs ~10 GB RAM
 # for the decoupler baseline; takes about 30 minutes on 2 cores.
 bench-scoring: venv
-	PYTHONPATH=workflow/scripts $(BIN)/python -m cd8exo.bench --cache .cache/bench --out results/bench/scoring.tsv
+	PYTHONPATH=workflow/scripts $(BIN)/python -m cd8exo.sim.bench --cache .cache/bench --out results/bench/scoring.tsv

@@ -10,8 +10,9 @@ from workflow_helpers import ROOT
 @pytest.fixture(scope="session")
 def small_cohort(tmp_path_factory):
     """A small simulated cohort (12 patients, 2,400 cells) written as h5ad with its truth."""
-    from cd8exo.io import read_gmt
-    from cd8exo.simulate import label_map, simulate_cohort, write_cohort
+    from cd8exo.io.tables import read_gmt
+    from cd8exo.sim.cohort import label_map, simulate_cohort
+    from cd8exo.sim.demo import write_cohort
 
     out = tmp_path_factory.mktemp("cohort")
     signatures = read_gmt(ROOT / "resources/gene_sets/senders.gmt")

@@ -30,8 +30,8 @@ from http_server import free_port
 from workflow_helpers import ROOT, no_traceback, run_snakemake, write_config
 
 from cd8exo._utils import sha256sum
-from cd8exo.census import RELEASE_DIRECTORY_URL, query_census
-from cd8exo.readers import check_harmonised
+from cd8exo.cells.public import check_harmonised
+from cd8exo.io.census import RELEASE_DIRECTORY_URL, query_census
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ import scipy.io
 import scipy.sparse as sp
 from shared_data import SHARED_REFERENCE
 
-from cd8exo import identity
+from cd8exo.cells import identity
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKERS = ROOT / "resources" / "markers"

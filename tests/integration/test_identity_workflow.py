@@ -22,7 +22,8 @@ import pytest
 from shared_data import SHARED_REFERENCE
 from workflow_helpers import run_snakemake, small_cohort_row, write_config
 
-from cd8exo.identity import IDENTITY_COLUMNS, agreement_table
+from cd8exo.cells.identity.agreement import agreement_table
+from cd8exo.cells.identity.annotate import IDENTITY_COLUMNS
 
 pytestmark = pytest.mark.integration
 

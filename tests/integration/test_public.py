@@ -34,7 +34,7 @@ from published_layouts import (
 )
 from workflow_helpers import ROOT, no_traceback, run_snakemake, write_config
 
-from cd8exo.readers import check_harmonised
+from cd8exo.cells.public import check_harmonised
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from cd8exo.aggregate import (
+from cd8exo.cells.harmonise import log_normalise
+from cd8exo.patients.aggregate import (
     patient_counts,
     receiver_expression,
     select_patients,
     sender_scores,
 )
-from cd8exo.harmonise import log_normalise
 
 
 def test_patient_counts_known_values(contract_adata):
@@ -68,7 +68,7 @@ def test_sender_scores_rejects_cells_not_in_obs():
 def test_receiver_expression_equals_manual_pseudobulk_of_counts(contract_adata, caplog):
     counts = contract_adata.layers["counts"].toarray().astype(np.float64)
     obs = contract_adata.obs
-    with caplog.at_level(logging.WARNING, logger="cd8exo.aggregate"):
+    with caplog.at_level(logging.WARNING, logger="cd8exo.patients"):
         result = receiver_expression(contract_adata, genes=["TGT_DOWN", "NOT_A_GENE", "TGT_FLAT"])
     assert "Target genes not in the data (NaN columns): NOT_A_GENE" in caplog.text
     assert result.columns.tolist() == ["TGT_DOWN", "NOT_A_GENE", "TGT_FLAT"]

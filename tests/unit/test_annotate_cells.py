@@ -20,9 +20,12 @@ mpl.use("Agg")
 
 from test_identity import f1, make_tumour, read_cd8_markers, read_lineage_markers
 
-from cd8exo import identity
+from cd8exo.cells import identity
+from cd8exo.cells.identity import annotate as identity_annotate
+from cd8exo.cells.identity.malignant import _resolve_cancer_type
 from cd8exo.config import validate_datasets
 from cd8exo.errors import ConfigError
+from cd8exo.pl.cells import cnv_figure
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASETS_SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/datasets.schema.yaml").read_text())
@@ -204,7 +207,7 @@ def test_a_failed_hidden_run_is_noted_not_fatal(tumour, monkeypatch):
             raise ValueError(msg)
         return original(adata, author_labels_present=author_labels_present, **kwargs)
 
-    monkeypatch.setattr(identity, "annotate_identity", fail_when_hidden)
+    monkeypatch.setattr(identity_annotate, "annotate_identity", fail_when_hidden)
     result = _identify(_labelled(tumour))
     assert (result.calls["label_source"] == "author").all()
     assert result.hidden is None
@@ -271,10 +274,10 @@ def test_cnv_profiles_round_trip_and_subsample(tmp_path, with_labels):
     identity.cnv_to_anndata(None, note="No copy-number inference ran.").write_h5ad(path)
     stored = ad.read_h5ad(path)
     assert identity.cnv_from_anndata(stored) == (None, None, "No copy-number inference ran.")
-    figure = identity.cnv_figure(stored, title="demo")
+    figure = cnv_figure(stored, title="demo")
     texts = [t.get_text() for t in figure.axes[0].texts]
     assert texts == ["No copy-number inference ran."]
-    figure = identity.cnv_figure(identity.cnv_to_anndata(kept, groups=kept_groups, note="n"))
+    figure = cnv_figure(identity.cnv_to_anndata(kept, groups=kept_groups, note="n"))
     assert len(figure.axes[0].images) == 1
 
 
@@ -285,7 +288,7 @@ def test_schema_cancer_types_are_those_identity_knows():
     enum = DATASETS_SCHEMA["properties"]["cancer_type"]["enum"]
     assert enum == list(identity.KNOWN_CANCER_TYPES)
     for name in enum:  # every listed name is accepted by the malignant caller
-        identity._resolve_cancer_type(name)
+        _resolve_cancer_type(name)
 
 
 @pytest.fixture

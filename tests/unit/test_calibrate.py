@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from cd8exo import calibrate
-from cd8exo.calibrate import (
+from cd8exo.sim import calibrate
+from cd8exo.sim.calibrate import (
     P_VALUE_KINDS,
     CalibrationInputs,
     CalibrationSettings,
@@ -29,7 +29,7 @@ from cd8exo.calibrate import (
     run_power_cohorts,
     type1_table,
 )
-from cd8exo.simulate import simulate_cohort
+from cd8exo.sim.cohort import simulate_cohort
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = ROOT / "resources"

@@ -15,10 +15,11 @@ import pytest
 from census_layout import DATASET_A, DATASET_B, DATASET_C, MELANOMA_FILTER, VERSION, build_census
 
 from cd8exo._utils import sha256sum
-from cd8exo.census import census_tiledb_config, query_census
-from cd8exo.download import record_checksum
 from cd8exo.errors import ChecksumError, DownloadError
-from cd8exo.readers import map_cellxgene_obs, registry_entry
+from cd8exo.io.census import census_tiledb_config, query_census
+from cd8exo.io.obs import map_cellxgene_obs
+from cd8exo.io.registry import registry_entry
+from cd8exo.io.verify import record_checksum
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_query_returns_the_planted_cells_and_counts_of_the_filter(release, tmp_p
 
 def test_filter_without_is_primary_data_warns_and_returns_the_duplicates(release, tmp_path, caplog):
     root, _ = release
-    with caplog.at_level(logging.WARNING, logger="cd8exo.census"):
+    with caplog.at_level(logging.WARNING, logger="cd8exo.io"):
         out = query_census(census("disease == 'melanoma'"), tmp_path / "d.h5ad", uri=str(root))
     assert "does not select is_primary_data == True" in caplog.text
     assert ad.read_h5ad(out).n_obs == 64 + 2  # one non-primary duplicate per dataset

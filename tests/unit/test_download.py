@@ -12,8 +12,9 @@ import pytest
 from http_server import closed_port_url, serve
 
 from cd8exo._utils import sha256sum
-from cd8exo.download import fetch, fetch_dataset, read_lock, record_checksum
 from cd8exo.errors import ChecksumError, DownloadError, NotDataError, OfflineError
+from cd8exo.io.fetch import fetch, fetch_dataset
+from cd8exo.io.verify import read_lock, record_checksum
 
 # a gzip payload of ~300 kB whose bytes are not trivially repetitive
 PAYLOAD = gzip.compress(
@@ -32,7 +33,7 @@ def server():
 def test_download_verifies_registry_sha_and_logs_progress(server, tmp_path, caplog):
     url = server.add("GSE1_counts.csv.gz", PAYLOAD)
     dest = tmp_path / "GSE1_counts.csv.gz"
-    with caplog.at_level(logging.INFO, logger="cd8exo.download"):
+    with caplog.at_level(logging.INFO, logger="cd8exo.io"):
         fetch(url, dest, sha256=PAYLOAD_SHA, lock_file=None, **FAST)
     assert dest.read_bytes() == PAYLOAD
     assert not dest.with_name(dest.name + ".part").exists()
@@ -134,7 +135,7 @@ def test_server_errors_then_success_on_retry(server, tmp_path, caplog):
     url = server.add("h.csv.gz", PAYLOAD, faults=[("status", 500), ("status", 503)])
     dest = tmp_path / "h.csv.gz"
     delays: list[float] = []
-    with caplog.at_level(logging.WARNING, logger="cd8exo.download"):
+    with caplog.at_level(logging.WARNING, logger="cd8exo.io"):
         fetch(
             url,
             dest,

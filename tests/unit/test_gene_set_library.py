@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cd8exo.io import read_gmt
+from cd8exo.io.tables import read_gmt
 
 GENE_SETS = Path(__file__).resolve().parents[2] / "resources" / "gene_sets"
 LIBRARY = pd.read_csv(GENE_SETS / "library.tsv", sep="\t", dtype=str, keep_default_na=False)

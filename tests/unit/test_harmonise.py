@@ -11,13 +11,8 @@ import pytest
 import scipy.sparse as sp
 from shared_data import SHARED_REFERENCE
 
-from cd8exo.harmonise import (
-    detect_value_scale,
-    harmonise,
-    linear_values,
-    log_normalise,
-    read_label_map,
-)
+from cd8exo.cells.harmonise import harmonise, linear_values, log_normalise, read_label_map
+from cd8exo.cells.scale import detect_value_scale
 from cd8exo.vocabulary import CELL_TYPES
 
 
@@ -99,7 +94,7 @@ def test_detect_falls_back_on_maximum_with_warning(raw_adata, caplog):
     # Normalised on all genes, then half the genes dropped: totals no longer constant.
     tpm = (counts / counts.sum(axis=1, keepdims=True) * 1e6)[:, ::2]
     tpm[:, 0] = 3e5  # a very highly expressed gene -> log2 values above 10
-    with caplog.at_level(logging.WARNING, logger="cd8exo.harmonise"):
+    with caplog.at_level(logging.WARNING, logger="cd8exo.cells"):
         assert detect_value_scale(np.log2(tpm / 10 + 1)) == "log2_tpm10"
     assert "Declare value_scale" in caplog.text
 
@@ -237,7 +232,7 @@ def _with_duplicates(values: np.ndarray) -> ad.AnnData:
 @pytest.mark.filterwarnings("ignore:Variable names are not unique")
 def test_duplicated_symbols_are_summed_for_counts(caplog):
     counts = np.array([[1, 2, 3, 4, 5], [0, 1, 0, 1, 0], [2, 0, 2, 7, 1]], dtype=np.float32)
-    with caplog.at_level(logging.WARNING, logger="cd8exo.harmonise"):
+    with caplog.at_level(logging.WARNING, logger="cd8exo.cells"):
         result = harmonise(
             _with_duplicates(counts),
             dataset="d",
@@ -258,7 +253,7 @@ def test_duplicated_symbols_keep_highest_mean_for_normalised(caplog):
         [[1.5, 0.5, 3.5, 2.5, 0.1], [0.0, 0.5, 0.0, 2.5, 0.0], [2.5, 0.0, 2.5, 0.0, 1.5]],
         dtype=np.float32,
     )
-    with caplog.at_level(logging.WARNING, logger="cd8exo.harmonise"):
+    with caplog.at_level(logging.WARNING, logger="cd8exo.cells"):
         result = harmonise(
             _with_duplicates(values),
             dataset="d",
@@ -335,7 +330,7 @@ def test_linear_values_undo_each_scale(raw_adata, label_map):
 
 def test_chunked_processing_equals_one_pass(raw_adata, label_map, monkeypatch):
     """The bounded-memory loops give the same values as a single chunk."""
-    import cd8exo.harmonise as harmonise_module
+    import cd8exo.cells.harmonise as harmonise_module
 
     harmonised = _harmonise(raw_adata, label_map)
     whole = log_normalise(harmonised)

@@ -29,7 +29,10 @@ import scipy.sparse as sp
 
 mpl.use("Agg")
 
-from cd8exo import identity
+from cd8exo.cells import identity
+from cd8exo.cells.identity.cnv import CNV_EXCLUDED_GENES, _gene_positions_frame
+from cd8exo.cells.identity.graph import _otsu
+from cd8exo.pl.cells import cnv_heatmap
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKERS = ROOT / "resources" / "markers"
@@ -282,7 +285,7 @@ def test_call_cd8_sorted_cd8_cells_fall_back_to_the_canonical_contrast():
 def test_call_cd8_without_t_cells_calls_none(caplog):
     adata = make_tumour(seed=2)
     adata = adata[~adata.obs["truth"].isin(["CD8_T", "CD4_T", "gdT"]).to_numpy()].copy()
-    with caplog.at_level(logging.WARNING, logger="cd8exo.identity"):
+    with caplog.at_level(logging.WARNING, logger="cd8exo.cells"):
         calls = identity.call_cd8(adata, markers=read_cd8_markers(), rng=0)
     assert not calls["is_cd8"].any()
     assert "no CD8 T cells called" in caplog.text
@@ -312,12 +315,12 @@ def test_call_cd8_rejects_data_without_marker_symbols(tumour):
 
 def test_otsu_threshold_and_separation():
     values = np.concatenate([np.zeros(50), np.ones(50)])
-    threshold, eta = identity._otsu(values)
+    threshold, eta = _otsu(values)
     assert threshold == pytest.approx(0.5)
     assert eta == pytest.approx(1.0)
     # a normal distribution separates with eta = 2/pi
     gaussian = np.random.default_rng(0).normal(size=20_000)
-    assert identity._otsu(gaussian)[1] == pytest.approx(2 / np.pi, abs=0.01)
+    assert _otsu(gaussian)[1] == pytest.approx(2 / np.pi, abs=0.01)
 
 
 # --------------------------------------------------------------------------- #
@@ -434,8 +437,8 @@ def test_call_malignant_leaves_immunoglobulin_loci_out():
             "end": [2, 2, 2, 2, 2, 2, 2],
         }
     )
-    table = identity._gene_positions_frame(positions)
-    excluded = table.index.str.match(identity.CNV_EXCLUDED_GENES)
+    table = _gene_positions_frame(positions)
+    excluded = table.index.str.match(CNV_EXCLUDED_GENES)
     assert sorted(table.index[excluded]) == ["HLA-A", "IGHV1-2", "IGKC", "TRBV5-1"]
 
 
@@ -476,12 +479,12 @@ def test_call_malignant_rejects_bad_inputs(tumour):
 
 def test_gene_positions_unnamed_columns_and_numeric_checks():
     raw = pd.DataFrame([["A", "1", 10, 20], ["B", "chr2", 5, 9], ["A", "chr3", 1, 2]])
-    table = identity._gene_positions_frame(raw)
+    table = _gene_positions_frame(raw)
     assert table.loc["A", "chromosome"] == "chr1"  # first position kept, prefix added
     assert table.loc["B", "start"] == 5
     bad = pd.DataFrame({"gene": ["A"], "chromosome": ["chr1"], "start": ["x"], "end": [3]})
     with pytest.raises(ValueError, match="non-numeric"):
-        identity._gene_positions_frame(bad)
+        _gene_positions_frame(bad)
 
 
 def test_cnv_heatmap_draws_on_the_given_axes(tumour, malignant_calls):
@@ -490,7 +493,7 @@ def test_cnv_heatmap_draws_on_the_given_axes(tumour, malignant_calls):
     calls, cnv = malignant_calls
     groups = calls["is_malignant"].map({True: "malignant", False: "non-malignant"})
     fig, ax = plt.subplots()
-    out = identity.cnv_heatmap(cnv, groups=groups, ax=ax, max_cells=200, rng=0)
+    out = cnv_heatmap(cnv, groups=groups, ax=ax, max_cells=200, rng=0)
     assert out is fig
     image = ax.get_images()[0].get_array()
     assert image.shape[1] == cnv.matrix.shape[1]
@@ -500,7 +503,7 @@ def test_cnv_heatmap_draws_on_the_given_axes(tumour, malignant_calls):
     assert labels[1].startswith("non-malignant")
     assert [t.get_text() for t in ax.get_xticklabels()] == [c[3:] for c in CHROMOSOMES]
     plt.close(fig)
-    again = identity.cnv_heatmap(cnv, groups=groups, max_cells=200, rng=0)
+    again = cnv_heatmap(cnv, groups=groups, max_cells=200, rng=0)
     assert np.array_equal(again.axes[0].get_images()[0].get_array(), image)
     plt.close(again)
 

@@ -13,7 +13,7 @@ import scipy.io
 import scipy.sparse as sp
 from shared_data import SHARED_REFERENCE
 
-from cd8exo import io
+from cd8exo.io import local, tables
 
 WU2021 = SHARED_REFERENCE / "data" / "wu2021_CID4465"
 
@@ -26,7 +26,7 @@ def test_read_gmt_skips_comments_blank_lines_and_empty_fields(tmp_path):
     gmt.write_text(
         "# a comment\nSET_A\tsome description\tCD8A\tGZMB\tPRF1\t\n\nSET_B\t\tIFNG\tIFNG\tTBX21\n"
     )
-    assert io.read_gmt(gmt) == {"SET_A": ["CD8A", "GZMB", "PRF1"], "SET_B": ["IFNG", "TBX21"]}
+    assert tables.read_gmt(gmt) == {"SET_A": ["CD8A", "GZMB", "PRF1"], "SET_B": ["IFNG", "TBX21"]}
 
 
 def test_read_gmt_duplicate_name_names_file_and_lines(tmp_path):
@@ -35,28 +35,28 @@ def test_read_gmt_duplicate_name_names_file_and_lines(tmp_path):
     with pytest.raises(
         ValueError, match=r"dup\.gmt, line 3: gene set 'SET_A' is defined twice \(first on line 1\)"
     ):
-        io.read_gmt(gmt)
+        tables.read_gmt(gmt)
 
 
 def test_read_gmt_set_without_genes_names_file_and_line(tmp_path):
     gmt = tmp_path / "empty.gmt"
     gmt.write_text("SET_A\td\tCD8A\nSET_B\tdescription only\t\t\n")
     with pytest.raises(ValueError, match=r"empty\.gmt, line 2: gene set 'SET_B' has no genes"):
-        io.read_gmt(gmt)
+        tables.read_gmt(gmt)
 
 
 def test_read_gmt_reads_the_reference_signatures():
     path = SHARED_REFERENCE / "gene_sets" / "cd8_tcell_signatures.gmt"
     if not path.exists():
         pytest.skip("reference gene sets not available")
-    sets = io.read_gmt(path)
+    sets = tables.read_gmt(path)
     assert sets["CYT_Rooney2015"] == ["GZMA", "PRF1"]
 
 
 def test_read_targets_keeps_columns_and_strips(tmp_path):
     path = tmp_path / "targets.tsv"
     path.write_text("gene\tcompartment\n PLP2 \ttumour\nCD274\ttumour\n")
-    table = io.read_targets(path)
+    table = tables.read_targets(path)
     assert table["gene"].tolist() == ["PLP2", "CD274"]
     assert table["compartment"].tolist() == ["tumour", "tumour"]
 
@@ -68,14 +68,14 @@ def test_read_targets_without_gene_column_lists_columns(tmp_path):
         ValueError,
         match=r"lacks the column\(s\) \['gene'\]; its columns are \['symbol', 'compartment'\]",
     ):
-        io.read_targets(path)
+        tables.read_targets(path)
 
 
 def test_read_targets_duplicate_gene(tmp_path):
     path = tmp_path / "targets.tsv"
     path.write_text("gene\nPLP2\nPLP2\n")
     with pytest.raises(ValueError, match=r"\['PLP2'\] are listed more than once"):
-        io.read_targets(path)
+        tables.read_targets(path)
 
 
 # --------------------------------------------------------------------------- #
@@ -120,7 +120,7 @@ def test_read_10x_with_barcodes_transposes_and_joins_cell_table(tmp_path, small_
     table = tmp_path / "cells.csv"
     # Different order and an extra cell: matched by id, not position.
     table.write_text("label,barcode,donor\nB,GGG-1,p2\nT,AAA-1,p1\nM,CCC-1,p1\nX,TTT-1,p9\n")
-    adata = io.read_dataset(
+    adata = local.read_dataset(
         path=folder, data_format="10x_mtx", cell_table=table, cell_id_column="barcode"
     )
     assert adata.shape == (3, 4)
@@ -139,7 +139,7 @@ def test_read_10x_single_column_genes_and_cell_table_in_order(tmp_path, small_ma
     _write_10x(folder, small_matrix, features=[["A"], ["B"], ["C"], ["D"]], gz=False)
     table = tmp_path / "obs.tsv"
     table.write_text("cell\tpatient\nc1\tp1\nc2\tp1\nc3\tp2\n")
-    adata = io.read_dataset(path=folder, data_format="10x_mtx", cell_table=table)
+    adata = local.read_dataset(path=folder, data_format="10x_mtx", cell_table=table)
     assert adata.var_names.tolist() == ["A", "B", "C", "D"]
     assert adata.obs_names.tolist() == ["c1", "c2", "c3"]
     assert adata.obs["patient"].tolist() == ["p1", "p1", "p2"]
@@ -158,7 +158,7 @@ def test_read_10x_features_count_mismatch_says_which_files_and_counts(tmp_path, 
         ValueError,
         match=r"features\.tsv\.gz lists 3 genes but .*matrix\.mtx\.gz has 4 rows \(genes\) and 3 columns",
     ):
-        io.read_dataset(path=folder, data_format="10x_mtx")
+        local.read_dataset(path=folder, data_format="10x_mtx")
 
 
 def test_read_10x_features_with_header_line_gets_a_hint(tmp_path, small_matrix):
@@ -166,7 +166,7 @@ def test_read_10x_features_with_header_line_gets_a_hint(tmp_path, small_matrix):
     features = [["gene_id", "symbol"]] + [[f"ID{i}", f"G{i}"] for i in range(4)]
     _write_10x(folder, small_matrix, features=features, barcodes=["a", "b", "c"])
     with pytest.raises(ValueError, match="remove its header line"):
-        io.read_dataset(path=folder, data_format="10x_mtx")
+        local.read_dataset(path=folder, data_format="10x_mtx")
 
 
 def test_read_10x_barcodes_count_mismatch(tmp_path, small_matrix):
@@ -175,7 +175,7 @@ def test_read_10x_barcodes_count_mismatch(tmp_path, small_matrix):
     with pytest.raises(
         ValueError, match=r"barcodes\.tsv\.gz lists 2 barcodes but .* has 3 columns \(cells\)"
     ):
-        io.read_dataset(path=folder, data_format="10x_mtx")
+        local.read_dataset(path=folder, data_format="10x_mtx")
 
 
 def test_read_10x_cell_table_row_count_mismatch_without_barcodes(tmp_path, small_matrix):
@@ -186,14 +186,14 @@ def test_read_10x_cell_table_row_count_mismatch_without_barcodes(tmp_path, small
     with pytest.raises(
         ValueError, match=r"has 2 rows but .* has 3 columns \(cells\); without barcodes\.tsv"
     ):
-        io.read_dataset(path=folder, data_format="10x_mtx", cell_table=table)
+        local.read_dataset(path=folder, data_format="10x_mtx", cell_table=table)
 
 
 def test_read_10x_without_barcodes_or_table(tmp_path, small_matrix):
     folder = tmp_path / "tenx"
     _write_10x(folder, small_matrix)
     with pytest.raises(ValueError, match=r"has no barcodes\.tsv\[\.gz\]; give a cell table"):
-        io.read_dataset(path=folder, data_format="10x_mtx")
+        local.read_dataset(path=folder, data_format="10x_mtx")
 
 
 def test_read_10x_missing_matrix_lists_folder(tmp_path):
@@ -204,7 +204,7 @@ def test_read_10x_missing_matrix_lists_folder(tmp_path):
         ValueError,
         match=r"has no count matrix: expected one of \['matrix\.mtx', 'matrix\.mtx\.gz'\]; the folder holds \['genes\.tsv'\]",
     ):
-        io.read_dataset(path=folder, data_format="10x_mtx")
+        local.read_dataset(path=folder, data_format="10x_mtx")
 
 
 def test_read_10x_cells_missing_from_cell_table(tmp_path, small_matrix):
@@ -215,17 +215,17 @@ def test_read_10x_cells_missing_from_cell_table(tmp_path, small_matrix):
     with pytest.raises(
         ValueError, match=r"1 of 3 cells of .* are missing from the cell table .* \(e\.g\. c\)"
     ):
-        io.read_dataset(path=folder, data_format="10x_mtx", cell_table=table)
+        local.read_dataset(path=folder, data_format="10x_mtx", cell_table=table)
 
 
 def test_unknown_format(tmp_path):
     with pytest.raises(ValueError, match="Unknown data_format 'loom'"):
-        io.read_dataset(path=tmp_path, data_format="loom")
+        local.read_dataset(path=tmp_path, data_format="loom")
 
 
 @pytest.mark.skipif(not WU2021.exists(), reason="reference fixture not available")
 def test_read_10x_real_wu2021_fixture():
-    adata = io.read_dataset(path=WU2021, data_format="10x_mtx", cell_table=WU2021 / "obs.tsv")
+    adata = local.read_dataset(path=WU2021, data_format="10x_mtx", cell_table=WU2021 / "obs.tsv")
     assert adata.shape == (1564, 29733)
     assert int((adata.obs["celltype_minor"] == "T cells CD8+").sum()) == 35
     assert adata.obs_names[0] == "CID4465_AAACGGGTCATCGATG"
@@ -248,7 +248,9 @@ def test_read_h5ad_with_cell_table_overrides_columns(tmp_path):
     adata.write_h5ad(path)
     table = tmp_path / "cells.tsv"
     table.write_text("id\tlabel\tpatient\nc3\tT\t07\nc1\tB\t01\nc2\tM\t01\n")
-    result = io.read_dataset(path=path, data_format="h5ad", cell_table=table, cell_id_column="id")
+    result = local.read_dataset(
+        path=path, data_format="h5ad", cell_table=table, cell_id_column="id"
+    )
     assert result.obs["label"].tolist() == ["B", "M", "T"]
     assert result.obs["patient"].astype(str).tolist() == ["01", "01", "07"]
     assert sp.issparse(result.X)
@@ -257,7 +259,7 @@ def test_read_h5ad_with_cell_table_overrides_columns(tmp_path):
 
 def test_read_h5ad_missing_file(tmp_path):
     with pytest.raises(ValueError, match=r"The h5ad file .*nope\.h5ad does not exist"):
-        io.read_dataset(path=tmp_path / "nope.h5ad", data_format="h5ad")
+        local.read_dataset(path=tmp_path / "nope.h5ad", data_format="h5ad")
 
 
 # --------------------------------------------------------------------------- #
@@ -265,7 +267,7 @@ def test_read_h5ad_missing_file(tmp_path):
 # --------------------------------------------------------------------------- #
 def test_write_h5ad_round_trip_and_no_temporary_left(tmp_path, contract_adata):
     path = tmp_path / "out" / "d.h5ad"
-    io.write_h5ad(contract_adata, path)
+    local.write_h5ad(contract_adata, path)
     back = ad.read_h5ad(path)
     np.testing.assert_array_equal(back.X.toarray(), contract_adata.X.toarray())
     assert back.uns["cd8exo"]["dataset"] == "synthetic"
@@ -275,11 +277,11 @@ def test_write_h5ad_round_trip_and_no_temporary_left(tmp_path, contract_adata):
 def test_write_table_keeps_meaningful_index(tmp_path):
     df = pd.DataFrame({"a": [1.5, 2.5]}, index=pd.Index(["P1", "P2"], name="patient"))
     path = tmp_path / "t.tsv"
-    io.write_table(df, path)
+    tables.write_table(df, path)
     assert path.read_text() == "patient\ta\nP1\t1.5\nP2\t2.5\n"
-    io.write_table(df.reset_index(), path)
+    tables.write_table(df.reset_index(), path)
     assert path.read_text() == "patient\ta\nP1\t1.5\nP2\t2.5\n"
-    pd.testing.assert_frame_equal(io.read_table(path, index_col=0), df)
+    pd.testing.assert_frame_equal(tables.read_table(path, index_col=0), df)
 
 
 def test_failed_write_leaves_existing_file_untouched(tmp_path):
@@ -295,7 +297,7 @@ def test_failed_write_leaves_existing_file_untouched(tmp_path):
         suffix = ".tsv"
 
     with pytest.raises(RuntimeError, match="disk full"):
-        io.write_table(Boom(), path)
+        tables.write_table(Boom(), path)
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["t.tsv"]
 
@@ -305,8 +307,8 @@ def test_gzip_tables_are_byte_identical_across_runs(tmp_path):
     import time
 
     table = pd.DataFrame({"patient": ["p1", "p2"], "rho": [0.5, -0.25]})
-    io.write_table(table, tmp_path / "a.tsv.gz")
+    tables.write_table(table, tmp_path / "a.tsv.gz")
     time.sleep(1.1)
-    io.write_table(table, tmp_path / "b.tsv.gz")
+    tables.write_table(table, tmp_path / "b.tsv.gz")
     assert (tmp_path / "a.tsv.gz").read_bytes() == (tmp_path / "b.tsv.gz").read_bytes()
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "b.tsv.gz", sep="\t"), table)

@@ -19,7 +19,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 
-from cd8exo import embedding, identity
+from cd8exo.cells import embedding, identity
 
 N_CELLS = 20_000
 N_GROUPS = 4

@@ -19,7 +19,8 @@ from scipy import stats
 from statsmodels.stats.meta_analysis import combine_effects
 from statsmodels.stats.multitest import multipletests
 
-from cd8exo.meta import META_COLUMNS, dersimonian_laird, forest_plot, meta_analysis
+from cd8exo.pl.associations import forest_plot
+from cd8exo.stats.meta import META_COLUMNS, dersimonian_laird, meta_analysis
 
 
 def test_dersimonian_laird_hand_worked_example():

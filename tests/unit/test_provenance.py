@@ -4,7 +4,7 @@ import hashlib
 from importlib import metadata
 
 from cd8exo._utils import sha256sum
-from cd8exo.provenance import flatten, run_info
+from cd8exo.io.provenance import flatten, run_info
 
 
 def test_run_info_records_checksums_versions_and_config(tmp_path):

@@ -11,8 +11,8 @@ import pytest
 import scipy.sparse as sp
 from shared_data import SHARED_REFERENCE
 
-from cd8exo.harmonise import log_normalise
-from cd8exo.qc import filter_cells, qc_metrics
+from cd8exo.cells.harmonise import log_normalise
+from cd8exo.cells.qc import filter_cells, qc_metrics
 from cd8exo.vocabulary import CELL_TYPES
 
 
@@ -93,7 +93,7 @@ def test_filter_cells_counts_each_removal_once():
 
 def test_filter_cells_without_mito_genes_warns_and_skips(caplog):
     adata = _tiny(COUNTS[:, :3], GENES[:3], patients=PATIENTS, cell_types=CELL_TYPE_OF)
-    with caplog.at_level(logging.WARNING, logger="cd8exo.qc"):
+    with caplog.at_level(logging.WARNING, logger="cd8exo.cells"):
         kept, table = filter_cells(adata, min_genes=2, max_mito_fraction=0.01)
     assert "has no MT- genes; the mitochondrial filter is skipped" in caplog.text
     # Only c1 (1 gene) and c4 (0 genes) fail.
@@ -119,8 +119,8 @@ WU2021 = SHARED_REFERENCE / "data" / "wu2021_CID4465"
 
 @pytest.mark.skipif(not WU2021.exists(), reason="reference fixture not available")
 def test_qc_metrics_match_the_authors_on_real_data():
-    from cd8exo.harmonise import harmonise
-    from cd8exo.io import read_dataset
+    from cd8exo.cells.harmonise import harmonise
+    from cd8exo.io.local import read_dataset
 
     raw = read_dataset(path=WU2021, data_format="10x_mtx", cell_table=WU2021 / "obs.tsv")
     adata = harmonise(

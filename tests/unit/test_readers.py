@@ -29,18 +29,12 @@ from published_layouts import (
 )
 from shared_data import SHARED_REFERENCE
 
-from cd8exo.download import fetch_dataset
+from cd8exo.cells.harmonise import linear_values
+from cd8exo.cells.public import check_harmonised, detect_value_scale, read_public
 from cd8exo.genes import load_symbol_tables
-from cd8exo.harmonise import linear_values
-from cd8exo.readers import (
-    check_harmonised,
-    derive_obs,
-    detect_value_scale,
-    load_registry,
-    map_cellxgene_obs,
-    read_public,
-    registry_entry,
-)
+from cd8exo.io.fetch import fetch_dataset
+from cd8exo.io.obs import derive_obs, map_cellxgene_obs
+from cd8exo.io.registry import load_registry, registry_entry
 from cd8exo.vocabulary import CELL_TYPES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -175,7 +169,7 @@ def test_misspelt_metadata_row_name_is_a_clear_error(server, tmp_path, tables):
 # --------------------------------------------------------------------------- #
 def test_gse176078_tar_of_matrix_market(server, tmp_path, tables, caplog):
     payloads, counts = gse176078_files(np.random.default_rng(5))
-    with caplog.at_level(logging.WARNING, logger="cd8exo.readers"):
+    with caplog.at_level(logging.WARNING, logger="cd8exo.io"):
         adata = download_and_read(server, tmp_path, "GSE176078", payloads, tables)
     assert adata.n_obs == len(WU_CELLS)
     assert sorted(adata.obs["patient"].unique()) == ["CID3586", "CID4465"]
@@ -408,7 +402,7 @@ def scales():
     ],
 )
 def test_detect_value_scale(scales, name, expected):
-    assert detect_value_scale(sp.csr_matrix(scales[name])) == expected
+    assert detect_value_scale(sp.csr_matrix(scales[name]), allow_tpm=True) == expected
 
 
 def _mini_entry(value_scale):

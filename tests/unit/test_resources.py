@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cd8exo.io import read_gmt
+from cd8exo.io.tables import read_gmt
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = ROOT / "resources"

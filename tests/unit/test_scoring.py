@@ -11,14 +11,11 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from cd8exo.harmonise import log_normalise
-from cd8exo.scoring import (
-    control_genes,
-    expression_bins,
-    gene_means,
-    score_signatures,
-    signature_coverage,
-)
+from cd8exo.cells.harmonise import log_normalise
+from cd8exo.scoring._chunks import gene_means
+from cd8exo.scoring.prepare import signature_coverage
+from cd8exo.scoring.score import score_signatures
+from cd8exo.scoring.tirosh import control_genes, expression_bins
 
 
 @pytest.fixture
@@ -243,7 +240,7 @@ def test_too_many_bins_for_the_genes():
 
 
 def test_gene_means_in_chunks(normalised, monkeypatch):
-    import cd8exo.scoring as scoring_module
+    import cd8exo.scoring._chunks as scoring_module
 
     expected = normalised.X.toarray().astype(np.float64).mean(axis=0)
     monkeypatch.setattr(scoring_module, "_CHUNK_VALUES", 11)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cd8exo.bench import BenchSpec, _agreement, load_bench_data, make_bench_data
+from cd8exo.sim.bench import BenchSpec, _agreement, load_bench_data, make_bench_data
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cd8exo.cells.harmonise import log_normalise
 from cd8exo.genes import SymbolTables, load_symbol_tables
-from cd8exo.harmonise import log_normalise
-from cd8exo.scoring import (
+from cd8exo.scoring.prepare import (
     COVERAGE_COLUMNS,
     OVERLAP_COLUMNS,
     prepare_signatures,
-    score_signatures,
     signature_coverage,
 )
+from cd8exo.scoring.score import score_signatures
 
 ROOT = Path(__file__).resolve().parents[2]
 

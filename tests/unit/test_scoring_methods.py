@@ -17,11 +17,13 @@ import pytest
 import scipy.sparse as sp
 from synthetic_data import make_raw
 
-from cd8exo.concordance import concordance_figure, concordance_table, method_scores
-from cd8exo.harmonise import log_normalise
-from cd8exo.rank_scores import aucell_scores, detected_genes, ucell_scores
-from cd8exo.scoring import METHODS, cell_chunks, score_signatures
-from cd8exo.ssgsea import group_sums, ssgsea_scores
+from cd8exo.cells.harmonise import log_normalise
+from cd8exo.pl.scoring import concordance_figure
+from cd8exo.scoring._chunks import cell_chunks
+from cd8exo.scoring.concordance import concordance_table, method_scores
+from cd8exo.scoring.rank import aucell_scores, detected_genes, ucell_scores
+from cd8exo.scoring.score import METHODS, score_signatures
+from cd8exo.scoring.ssgsea import group_sums, ssgsea_scores
 
 # Genes A..F of two cells. Cell 0: A=5, B=3, C=3, D=0, E=1, F=0.5; cell 1 expresses D only.
 HAND = np.array([[5.0, 3.0, 3.0, 0.0, 1.0, 0.5], [0.0, 0.0, 0.0, 2.0, 0.0, 0.0]])

@@ -9,16 +9,10 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from cd8exo.aggregate import receiver_expression
-from cd8exo.screen import (
-    ENRICHMENT_COLUMNS,
-    RANKED_COLUMNS,
-    malignant_pseudobulk,
-    prerank,
-    rank_genes,
-    top_programs_figure,
-)
-from cd8exo.signatures import merge_gene_sets
+from cd8exo.patients.aggregate import malignant_pseudobulk, receiver_expression
+from cd8exo.pl.screen import top_programs_figure
+from cd8exo.scoring.gene_sets import merge_gene_sets
+from cd8exo.stats.screen import ENRICHMENT_COLUMNS, RANKED_COLUMNS, prerank, rank_genes
 
 # --------------------------------------------------------------------------------------
 # malignant_pseudobulk
@@ -72,7 +66,7 @@ def test_pseudobulk_unknown_patient_and_nothing_expressed_are_errors(contract_ad
 
 
 def test_no_included_patient_gives_empty_tables_not_an_error(contract_adata, caplog):
-    with caplog.at_level(logging.WARNING, logger="cd8exo.screen"):
+    with caplog.at_level(logging.WARNING, logger="cd8exo"):
         pseudobulk = malignant_pseudobulk(contract_adata, patients=[])
         ranked = rank_genes(pd.DataFrame({"S": []}, dtype=float), pseudobulk)
         enrichment = prerank(ranked, {"A": ["X"]}, permutations=10)
@@ -152,7 +146,7 @@ def test_rank_genes_skips_signatures_with_too_few_patients(caplog):
         {"OK": rng.normal(size=8), "SPARSE": [1.0, 2, 3, np.nan, np.nan, np.nan, np.nan, np.nan]},
         index=patients,
     )
-    with caplog.at_level(logging.WARNING, logger="cd8exo.screen"):
+    with caplog.at_level(logging.WARNING, logger="cd8exo"):
         ranked = rank_genes(sender, pseudobulk, min_patients=6)
     assert set(ranked["signature"]) == {"OK"}
     assert "SPARSE: 3 patients" in caplog.text
@@ -254,14 +248,14 @@ def test_prerank_is_reproducible_from_its_seed(planted, enrichment):
 
 def test_prerank_keeps_gseapy_messages_out_of_stderr(planted, capsys, caplog):
     ranked = planted["ranked"].assign(statistic=planted["ranked"]["statistic"].round(1))
-    with caplog.at_level(logging.INFO, logger="cd8exo.screen"):
+    with caplog.at_level(logging.INFO, logger="cd8exo"):
         prerank(ranked, planted["sets"], permutations=50, rng=1, min_size=10)
     assert capsys.readouterr().err == ""
     assert "Duplicated values" in caplog.text  # gseapy's tie warning, now in our log
 
 
 def test_prerank_with_no_set_in_range_gives_an_empty_table_and_a_warning(planted, caplog):
-    with caplog.at_level(logging.WARNING, logger="cd8exo.screen"):
+    with caplog.at_level(logging.WARNING, logger="cd8exo"):
         table = prerank(planted["ranked"], planted["sets"], permutations=50, rng=1, min_size=25)
     assert table.empty
     assert list(table.columns) == list(ENRICHMENT_COLUMNS)

@@ -10,19 +10,16 @@ import pandas as pd
 import pytest
 from scipy import sparse, stats
 
-from cd8exo.io import read_gmt
-from cd8exo.simulate import (
+from cd8exo.io.tables import read_gmt
+from cd8exo.sim.cohort import (
     AUTHOR_LABELS,
-    DEMO_SEED,
-    DEMO_SEED_B,
     HOUSEKEEPING_GENES,
     MARKER_GENES,
     MITOCHONDRIAL_GENES,
-    build_demo,
     label_map,
     simulate_cohort,
-    write_cohort,
 )
+from cd8exo.sim.demo import DEMO_SEED, DEMO_SEED_B, build_demo, write_cohort
 from cd8exo.vocabulary import CELL_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -395,6 +392,6 @@ def test_bundled_demo_meets_its_specification():
     assert 2000 < np.median(counts[~low]) < 4000
     readme = (DEMO / "README.md").read_text()
     assert "SIMULATED" in readme
-    assert "python -m cd8exo.simulate --out resources/demo" in readme
+    assert "python -m cd8exo.sim.demo --out resources/demo" in readme
     assert f"--seed {DEMO_SEED}" in readme
     assert f"--seed-b {DEMO_SEED_B}" in readme

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cd8exo.aggregate import sender_scores
-from cd8exo.harmonise import log_normalise
-from cd8exo.scoring import score_signatures
-from cd8exo.specificity import SET_SEPARATOR, null_score_tables, random_set_scores
+from cd8exo.cells.harmonise import log_normalise
+from cd8exo.patients.aggregate import sender_scores
+from cd8exo.scoring.random_sets import SET_SEPARATOR, null_score_tables, random_set_scores
+from cd8exo.scoring.score import score_signatures
 
 
 @pytest.fixture
@@ -31,8 +31,8 @@ def test_random_sets_scored_like_signatures(data, signature_genes):
 
 def test_null_table_equals_scoring_the_sets_by_hand(data, signature_genes):
     """Per-patient null scores are the CD8 means of each random set scored directly."""
-    from cd8exo.scoring import gene_means
-    from cd8exo.stats import matched_random_sets
+    from cd8exo.scoring._chunks import gene_means
+    from cd8exo.scoring.random_sets import matched_random_sets
 
     long = random_set_scores(data, {"sig": signature_genes}, n_sets=3, rng=11)
     null = null_score_tables(long)["sig"]

@@ -13,18 +13,16 @@ import statsmodels.api as sm
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from cd8exo.stats import (
-    ASSOCIATION_COLUMNS,
-    association_table,
-    benjamini_hochberg,
-    empirical_p,
+from cd8exo.scoring.random_sets import matched_random_sets
+from cd8exo.stats.association import ASSOCIATION_COLUMNS, association_table
+from cd8exo.stats.correlation import (
     loo_influence,
-    matched_random_sets,
     partial_spearman,
     permutation_p,
     spearman_bootstrap_ci,
-    specificity_p_values,
 )
+from cd8exo.stats.multiple_testing import benjamini_hochberg
+from cd8exo.stats.specificity import empirical_p, specificity_p_values
 
 
 def _spearman_last_axis(x, y, axis=-1):

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from cd8exo.signatures import select_signatures
-from cd8exo.tables import patient_table, split_patient_table
+from cd8exo.patients.table import patient_table, split_patient_table
+from cd8exo.scoring.gene_sets import select_signatures
 
 
 def test_patient_table_roundtrip(tmp_path):

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from cd8exo.truth import check_truth
+from cd8exo.stats.truth import check_truth
 
 
 def test_each_outcome():

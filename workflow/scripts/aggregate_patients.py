@@ -3,16 +3,16 @@
 import anndata as ad
 import pandas as pd
 
-from cd8exo.aggregate import (
+from cd8exo.io.tables import read_targets, write_table
+from cd8exo.log import log_to
+from cd8exo.patients.aggregate import (
     median_counts,
     patient_counts,
     receiver_expression,
     select_patients,
     sender_scores,
 )
-from cd8exo.io import read_targets, write_table
-from cd8exo.log import log_to
-from cd8exo.tables import patient_table
+from cd8exo.patients.table import patient_table
 
 with log_to(snakemake.log[0]):
     adata = ad.read_h5ad(snakemake.input.h5ad)

@@ -2,8 +2,9 @@
 
 import anndata as ad
 
-from cd8exo import identity
-from cd8exo.io import write_h5ad, write_table
+from cd8exo.cells import identity
+from cd8exo.io.local import write_h5ad
+from cd8exo.io.tables import write_table
 from cd8exo.log import log_to
 
 with log_to(snakemake.log[0]):

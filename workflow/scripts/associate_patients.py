@@ -2,11 +2,12 @@
 
 import pandas as pd
 
-from cd8exo.io import write_table
+from cd8exo.io.tables import write_table
 from cd8exo.log import log_to
-from cd8exo.specificity import null_score_tables
-from cd8exo.stats import association_table, specificity_p_values
-from cd8exo.tables import patient_covariates, split_patient_table
+from cd8exo.patients.table import patient_covariates, split_patient_table
+from cd8exo.scoring.random_sets import null_score_tables
+from cd8exo.stats.association import association_table
+from cd8exo.stats.specificity import specificity_p_values
 
 with log_to(snakemake.log[0]):
     patients = pd.read_csv(snakemake.input.patients, sep="\t")

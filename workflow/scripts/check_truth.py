@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from cd8exo.io import write_table
+from cd8exo.io.tables import write_table
 from cd8exo.log import log_to
-from cd8exo.truth import check_truth
+from cd8exo.stats.truth import check_truth
 
 with log_to(snakemake.log[0]) as logger:
     truth = pd.concat(

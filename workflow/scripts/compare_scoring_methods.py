@@ -2,10 +2,11 @@
 
 import anndata as ad
 
-from cd8exo.concordance import concordance_figure, concordance_table, method_scores
-from cd8exo.io import read_gmt, write_table
+from cd8exo.io.tables import read_gmt, write_table
 from cd8exo.log import log_to
-from cd8exo.plotting import save_figure
+from cd8exo.pl import save_figure
+from cd8exo.pl.scoring import concordance_figure
+from cd8exo.scoring.concordance import concordance_table, method_scores
 
 with log_to(snakemake.log[0]):
     inputs, params = snakemake.input, snakemake.params

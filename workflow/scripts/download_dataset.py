@@ -1,6 +1,6 @@
 """Rule download_dataset: fetch and verify the files of a public dataset's registry entry."""
 
-from cd8exo.download import fetch_dataset, write_manifest
+from cd8exo.io.fetch import fetch_dataset, write_manifest
 from cd8exo.log import log_to
 
 with log_to(snakemake.log[0]) as logger:

@@ -2,8 +2,8 @@
 
 import anndata as ad
 
-from cd8exo.embedding import umap_coordinates
-from cd8exo.io import write_table
+from cd8exo.cells.embedding import umap_coordinates
+from cd8exo.io.tables import write_table
 from cd8exo.log import log_to
 
 with log_to(snakemake.log[0]):

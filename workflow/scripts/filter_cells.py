@@ -2,10 +2,11 @@
 
 import anndata as ad
 
-from cd8exo.harmonise import log_normalise
-from cd8exo.io import write_h5ad, write_table
+from cd8exo.cells.harmonise import log_normalise
+from cd8exo.cells.qc import filter_cells
+from cd8exo.io.local import write_h5ad
+from cd8exo.io.tables import write_table
 from cd8exo.log import log_to
-from cd8exo.qc import filter_cells
 
 with log_to(snakemake.log[0]):
     adata = ad.read_h5ad(snakemake.input.h5ad)

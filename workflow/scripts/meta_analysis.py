@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from cd8exo.io import write_table
+from cd8exo.io.tables import write_table
 from cd8exo.log import log_to
-from cd8exo.meta import meta_analysis
+from cd8exo.stats.meta import meta_analysis
 
 with log_to(snakemake.log[0]):
     associations = pd.read_csv(snakemake.input.associations, sep="\t")

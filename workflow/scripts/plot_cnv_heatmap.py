@@ -2,9 +2,9 @@
 
 import anndata as ad
 
-from cd8exo.identity import cnv_figure
 from cd8exo.log import log_to
-from cd8exo.plotting import save_figure
+from cd8exo.pl import save_figure
+from cd8exo.pl.cells import cnv_figure
 
 with log_to(snakemake.log[0]):
     figure = cnv_figure(

@@ -5,8 +5,8 @@ from pathlib import Path
 import pandas as pd
 
 from cd8exo.log import log_to
-from cd8exo.meta import forest_plot
-from cd8exo.plotting import save_figure
+from cd8exo.pl import save_figure
+from cd8exo.pl.associations import forest_plot
 
 with log_to(snakemake.log[0]):
     associations = pd.read_csv(snakemake.input.associations, sep="\t")

@@ -3,7 +3,8 @@
 import pandas as pd
 
 from cd8exo.log import log_to
-from cd8exo.plotting import rho_heatmap, save_figure
+from cd8exo.pl import save_figure
+from cd8exo.pl.associations import rho_heatmap
 
 with log_to(snakemake.log[0]):
     table = pd.read_csv(snakemake.input.table, sep="\t")

@@ -5,8 +5,9 @@ from pathlib import Path
 import pandas as pd
 
 from cd8exo.log import log_to
-from cd8exo.plotting import association_scatter, save_figure
-from cd8exo.tables import split_patient_table
+from cd8exo.patients.table import split_patient_table
+from cd8exo.pl import save_figure
+from cd8exo.pl.associations import association_scatter
 
 with log_to(snakemake.log[0]):
     sender, receiver = split_patient_table(pd.read_csv(snakemake.input.patients, sep="\t"))

@@ -3,7 +3,8 @@
 import pandas as pd
 
 from cd8exo.log import log_to
-from cd8exo.plotting import save_figure, sender_scores_figure
+from cd8exo.pl import save_figure
+from cd8exo.pl.scoring import sender_scores_figure
 
 with log_to(snakemake.log[0]):
     scores = pd.read_csv(snakemake.input.scores, sep="\t", index_col="cell")

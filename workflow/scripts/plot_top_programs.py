@@ -3,8 +3,8 @@
 import pandas as pd
 
 from cd8exo.log import log_to
-from cd8exo.plotting import save_figure
-from cd8exo.screen import top_programs_figure
+from cd8exo.pl import save_figure
+from cd8exo.pl.screen import top_programs_figure
 
 with log_to(snakemake.log[0]):
     enrichment = pd.read_csv(snakemake.input.enrichment, sep="\t")

@@ -3,7 +3,8 @@
 import pandas as pd
 
 from cd8exo.log import log_to
-from cd8exo.plotting import save_figure, umap_figure
+from cd8exo.pl import save_figure
+from cd8exo.pl.cells import umap_figure
 
 with log_to(snakemake.log[0]):
     coords = pd.read_csv(snakemake.input.umap, sep="\t")

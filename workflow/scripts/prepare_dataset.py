@@ -1,7 +1,7 @@
 """Rule prepare_dataset: read a local dataset and harmonise it onto the cd8exo obs schema."""
 
-from cd8exo.harmonise import harmonise, read_label_map
-from cd8exo.io import read_dataset, write_h5ad
+from cd8exo.cells.harmonise import harmonise, read_label_map
+from cd8exo.io.local import read_dataset, write_h5ad
 from cd8exo.log import log_to
 
 with log_to(snakemake.log[0]) as logger:

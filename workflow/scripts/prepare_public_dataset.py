@@ -1,10 +1,10 @@
 """Rule prepare_public_dataset: read a downloaded public dataset by its registry entry and harmonise it."""
 
-from cd8exo.download import read_manifest
+from cd8exo.cells.public import read_public
 from cd8exo.genes import load_symbol_tables
-from cd8exo.io import write_h5ad
+from cd8exo.io.fetch import read_manifest
+from cd8exo.io.local import write_h5ad
 from cd8exo.log import log_to
-from cd8exo.readers import read_public
 
 with log_to(snakemake.log[0]) as logger:
     adata = read_public(

@@ -2,9 +2,9 @@
 
 import anndata as ad
 
-from cd8exo.io import read_gmt, write_table
+from cd8exo.io.tables import read_gmt, write_table
 from cd8exo.log import log_to
-from cd8exo.specificity import random_set_scores
+from cd8exo.scoring.random_sets import random_set_scores
 
 with log_to(snakemake.log[0]):
     params = snakemake.params

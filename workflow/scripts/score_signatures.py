@@ -3,10 +3,11 @@
 import anndata as ad
 
 from cd8exo.genes import load_symbol_tables
-from cd8exo.io import read_gmt, read_targets, write_gmt, write_table
+from cd8exo.io.tables import read_gmt, read_targets, write_gmt, write_table
 from cd8exo.log import log_to
-from cd8exo.scoring import prepare_signatures, receiver_gene_sets, score_signatures
-from cd8exo.signatures import select_signatures
+from cd8exo.scoring.gene_sets import select_signatures
+from cd8exo.scoring.prepare import prepare_signatures, receiver_gene_sets
+from cd8exo.scoring.score import score_signatures
 
 with log_to(snakemake.log[0]):
     inputs, params = snakemake.input, snakemake.params

@@ -3,11 +3,12 @@
 import anndata as ad
 import pandas as pd
 
-from cd8exo.io import read_gmt, write_table
+from cd8exo.io.tables import read_gmt, write_table
 from cd8exo.log import log_to
-from cd8exo.screen import malignant_pseudobulk, prerank, rank_genes
-from cd8exo.signatures import merge_gene_sets
-from cd8exo.tables import split_patient_table
+from cd8exo.patients.aggregate import malignant_pseudobulk
+from cd8exo.patients.table import split_patient_table
+from cd8exo.scoring.gene_sets import merge_gene_sets
+from cd8exo.stats.screen import prerank, rank_genes
 
 with log_to(snakemake.log[0]):
     patients = pd.read_csv(snakemake.input.patients, sep="\t", dtype={"patient": str})

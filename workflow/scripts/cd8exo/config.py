@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from cd8exo.errors import ConfigError
+from cd8exo.io.registry import load_registry, registry_entry
 
 __all__ = [
     "ConfigError",
@@ -291,7 +292,6 @@ def _check_registry_ids(
 ) -> list[str]:
     """Problems with the ``registry_id`` of (row number, row) pairs: unknown id, bad entry."""
     # imported here: reading the registry needs the scientific stack, a local sheet does not
-    from cd8exo.readers import load_registry, registry_entry
 
     try:
         content = load_registry(registry)

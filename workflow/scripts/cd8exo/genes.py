@@ -60,12 +60,12 @@ __all__ = [
     "DEFAULT_ALIAS_TABLE",
     "DEFAULT_ENSEMBL_TABLE",
     "SymbolTables",
-    "unique_symbols",
     "best_rows",
     "clean_var_names",
     "load_symbol_tables",
     "map_symbols",
     "select_rows",
+    "unique_symbols",
 ]
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Cells: harmonisation onto the contract, value scale, QC, embedding, identity."""

@@ -1,0 +1,498 @@
+"""Bring a dataset onto the harmonised AnnData contract.
+
+The contract (see the project README): cells x genes, unique gene symbols, ``X`` CSR
+float32, ``obs`` with ``patient``, ``sample``, ``cell_type`` (over
+:data:`cd8exo.vocabulary.CELL_TYPES`), ``cell_type_original`` and ``malignant``, and
+``uns["cd8exo"]`` recording the dataset id and the scale of the values. Raw counts are
+kept in ``layers["counts"]`` and are the only values ever log-transformed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from cd8exo.cells.scale import _CHUNK_VALUES, _value_summary, detect_value_scale
+from cd8exo.genes import unique_symbols
+from cd8exo.io.tables import read_tsv
+from cd8exo.vocabulary import CELL_TYPES, OBS_COLUMNS, VALUE_SCALES
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from cd8exo.io.tables import PathLike
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CATCH_ALL",
+    "UNLABELLED",
+    "harmonise",
+    "linear_values",
+    "log_normalise",
+    "read_label_map",
+]
+
+#: Label-map entry that maps every label not listed explicitly.
+CATCH_ALL = "*"
+
+
+#: ``cell_type_original`` of every cell of a dataset without cell-type labels.
+UNLABELLED = "unlabelled"
+
+
+_CHUNK_ROWS = 10_000
+
+
+_TRUE = {"true", "t", "yes", "y", "1", "malignant", "tumor", "tumour", "cancer"}
+
+
+_FALSE = {"false", "f", "no", "n", "0", "non-malignant", "nonmalignant", "normal"}
+
+
+# --------------------------------------------------------------------------- #
+# Label map
+# --------------------------------------------------------------------------- #
+def read_label_map(path: PathLike) -> dict[str, str]:
+    """Read a map from the authors' cell labels to :data:`~cd8exo.vocabulary.CELL_TYPES`.
+
+    Parameters
+    ----------
+    path
+        A TSV with columns ``label`` and ``cell_type`` (more columns, e.g. a comment,
+        are ignored). A ``label`` of ``*`` maps every label not listed.
+
+    Returns
+    -------
+    Label -> cell type.
+
+    Raises
+    ------
+    ValueError
+        A ``cell_type`` outside the vocabulary (naming the row and the allowed values),
+        an empty field, or a label mapped twice to different cell types.
+    """
+    table = read_tsv(path, required_columns=["label", "cell_type"], what="label map", dtype=str)
+    label_map: dict[str, str] = {}
+    for row_number, (label, cell_type) in enumerate(
+        zip(table["label"], table["cell_type"], strict=True), start=1
+    ):
+        where = f"{path}, row {row_number} (label {label!r})"
+        if pd.isna(label) or pd.isna(cell_type) or not str(label).strip():
+            msg = f"{where}: both label and cell_type must be filled in."
+            raise ValueError(msg)
+        label, cell_type = str(label).strip(), str(cell_type).strip()
+        if cell_type not in CELL_TYPES:
+            msg = (
+                f"{where}: cell_type {cell_type!r} is not in the vocabulary; allowed values "
+                f"are {', '.join(CELL_TYPES)}."
+            )
+            raise ValueError(msg)
+        if label in label_map and label_map[label] != cell_type:
+            msg = (
+                f"{where}: label {label!r} is mapped twice, to {label_map[label]!r} and "
+                f"{cell_type!r}; keep one row."
+            )
+            raise ValueError(msg)
+        label_map[label] = cell_type
+    return label_map
+
+
+# --------------------------------------------------------------------------- #
+# Harmonise
+# --------------------------------------------------------------------------- #
+def harmonise(
+    adata: ad.AnnData,
+    *,
+    dataset: str,
+    patient_column: str,
+    cell_type_column: str | None = None,
+    label_map: Mapping[str, str] | None = None,
+    sample_column: str | None = None,
+    malignant_column: str | None = None,
+    value_scale: str = "auto",
+) -> ad.AnnData:
+    """Build the harmonised AnnData of one dataset.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes as read by :func:`cd8exo.io.read_dataset`; not modified.
+    dataset
+        Dataset id, stored in ``uns["cd8exo"]["dataset"]``.
+    patient_column
+        ``obs`` column with the patient (donor) id.
+    cell_type_column
+        ``obs`` column with the authors' cell labels. None: the dataset has no labels;
+        every cell gets ``cell_type`` ``"other"`` (``"malignant"`` where
+        ``malignant_column`` says so) and ``cell_type_original`` ``"unlabelled"``, and
+        the workflow infers CD8 T cells and malignant cells (:mod:`cd8exo.identity`).
+    label_map
+        Authors' label -> cell type in :data:`~cd8exo.vocabulary.CELL_TYPES`
+        (see :func:`read_label_map`); ``"*"`` maps every label not listed. Required
+        with ``cell_type_column``, not allowed without it.
+    sample_column
+        ``obs`` column with the sample id; default: the patient.
+    malignant_column
+        ``obs`` column marking malignant cells (bool, 0/1, true/false, yes/no,
+        malignant/non-malignant); default: ``cell_type == "malignant"``.
+    value_scale
+        ``"auto"`` (see :func:`detect_value_scale`) or one of
+        :data:`~cd8exo.vocabulary.VALUE_SCALES`.
+
+    Returns
+    -------
+    A new AnnData with the contract ``obs`` columns (``patient``, ``sample``,
+    ``cell_type`` categorical over all of CELL_TYPES, ``cell_type_original``,
+    ``malignant``) followed by the other original columns (an original column whose
+    name is taken by the contract is kept as ``<name>_input``), unique gene symbols as
+    ``var_names``, ``X`` CSR float32, ``layers["counts"]`` for counts, and
+    ``uns["cd8exo"] = {"dataset", "value_scale", "log_normalised": False, ...}``.
+
+    Notes
+    -----
+    Duplicated gene symbols (e.g. two Ensembl ids with one symbol) are merged: for
+    counts the duplicates are summed (all molecules of the symbol); for normalised
+    values the gene with the highest mean over cells is kept (summing log values is
+    meaningless). The duplicated symbols are logged by name.
+    """
+    obs = adata.obs
+    used = {
+        "patient_column": patient_column,
+        "cell_type_column": cell_type_column,
+        "sample_column": sample_column,
+        "malignant_column": malignant_column,
+    }
+    for argument, column in used.items():
+        if column is not None and column not in obs.columns:
+            msg = (
+                f"Dataset {dataset!r}: {argument} {column!r} is not a column of the cell "
+                f"metadata; available columns are {list(obs.columns)}. Fix the dataset's "
+                f"{argument} in the config."
+            )
+            raise ValueError(msg)
+
+    if not obs.index.is_unique:
+        duplicated = obs.index[obs.index.duplicated()].unique()[:5].tolist()
+        msg = (
+            f"Dataset {dataset!r}: cell ids are not unique (e.g. {duplicated}); patient-level "
+            "summaries match cells by id. Make them unique when reading (e.g. prefix each "
+            "sample's barcodes with the sample id)."
+        )
+        raise ValueError(msg)
+    x = adata.X
+    scale = _resolve_value_scale(x, value_scale=value_scale, dataset=dataset)
+    if (cell_type_column is None) != (label_map is None):
+        given, absent = (
+            ("cell_type_column", "label_map")
+            if label_map is None
+            else ("label_map", "cell_type_column")
+        )
+        msg = (
+            f"Dataset {dataset!r}: {given} is given but {absent} is not. Give both (the "
+            "authors' label column and the map of its labels onto the vocabulary), or "
+            "neither for a dataset without labels (CD8 T and malignant cells are then inferred)."
+        )
+        raise ValueError(msg)
+    if cell_type_column is None:
+        cell_type = pd.Series("other", index=obs.index, dtype=object)
+        original = pd.Series(UNLABELLED, index=obs.index, dtype=object)
+    else:
+        cell_type, original = _map_labels(obs[cell_type_column], label_map, dataset=dataset)
+    patient = _id_column(obs[patient_column], name=patient_column, dataset=dataset)
+    sample = (
+        patient.copy()
+        if sample_column is None
+        else _id_column(obs[sample_column], name=sample_column, dataset=dataset)
+    )
+    if malignant_column is None:
+        malignant = (cell_type == "malignant").to_numpy(dtype=bool)
+    else:
+        malignant = _as_bool(obs[malignant_column], name=malignant_column, dataset=dataset)
+    if cell_type_column is None:
+        cell_type = cell_type.where(~malignant, "malignant")
+        logger.info(
+            "Dataset %r has no cell-type labels: cell_type 'other' for every cell%s",
+            dataset,
+            f" ('malignant' for the {int(malignant.sum())} cells {malignant_column!r} marks)"
+            if malignant_column is not None
+            else "",
+        )
+
+    contract = pd.DataFrame(
+        {
+            "patient": patient.to_numpy(),
+            "sample": sample.to_numpy(),
+            "cell_type": cell_type.to_numpy(),
+            "cell_type_original": original.to_numpy(),
+            "malignant": malignant,
+        },
+        index=obs.index.copy(),
+    )
+    for column in ("patient", "sample", "cell_type_original"):
+        contract[column] = contract[column].astype("category")
+    contract["cell_type"] = pd.Categorical(contract["cell_type"], categories=list(CELL_TYPES))
+
+    sources = {patient_column, cell_type_column, sample_column, malignant_column}
+    others = obs.copy()
+    renames = {}
+    for column in others.columns:
+        if column in OBS_COLUMNS and column not in sources:
+            renames[column] = f"{column}_input"
+    if renames:
+        logger.warning(
+            "Dataset %r: original obs column(s) %s renamed to %s (the names belong to the "
+            "harmonised columns)",
+            dataset,
+            list(renames),
+            list(renames.values()),
+        )
+        others = others.rename(columns=renames)
+    others = others.drop(columns=[c for c in others.columns if c in contract.columns])
+    new_obs = pd.concat([contract, others], axis=1)
+
+    x_csr = (
+        sp.csr_matrix(x, dtype=np.float32)
+        if sp.issparse(x)
+        else sp.csr_matrix(np.asarray(x, dtype=np.float32))
+    )
+    x_csr, var = unique_symbols(x_csr, adata.var, scale=scale, dataset=dataset)
+
+    uns = {
+        "dataset": dataset,
+        "value_scale": scale,
+        "log_normalised": False,
+        "patient_column": patient_column,
+        "cell_type_column": cell_type_column or "",
+        "sample_column": sample_column or "",
+        "malignant_column": malignant_column or "",
+    }
+    result = ad.AnnData(X=x_csr, obs=new_obs, var=var, uns={"cd8exo": uns})
+    if scale == "counts":
+        result.layers["counts"] = x_csr.copy()
+    logger.info(
+        "Dataset %r harmonised: %d cells, %d genes, %d patients, value scale %s; cell types %s",
+        dataset,
+        result.n_obs,
+        result.n_vars,
+        contract["patient"].nunique(),
+        scale,
+        contract["cell_type"].value_counts().to_dict(),
+    )
+    return result
+
+
+def _resolve_value_scale(x, *, value_scale: str, dataset: str) -> str:
+    if value_scale == "auto":
+        scale = detect_value_scale(x)
+        logger.info("Dataset %r: value scale detected as %s", dataset, scale)
+        return scale
+    if value_scale not in VALUE_SCALES:
+        msg = (
+            f"Dataset {dataset!r}: value_scale {value_scale!r} is not one of "
+            f"{', '.join(VALUE_SCALES)} or 'auto'."
+        )
+        raise ValueError(msg)
+    summary = _value_summary(x)
+    if not summary.finite:
+        msg = f"Dataset {dataset!r}: the expression matrix has NaN or infinite values."
+        raise ValueError(msg)
+    if value_scale == "counts" and not summary.integer:
+        msg = (
+            f"Dataset {dataset!r}: value_scale is declared 'counts' but {summary.n_fractional} "
+            f"values are not integers (e.g. {summary.fractional_examples}). Declare the scale "
+            "the values are on ('log1p_norm', 'log2_tpm10') or 'auto', or give raw counts."
+        )
+        raise ValueError(msg)
+    if value_scale != "counts" and summary.integer and summary.size and summary.maximum > 0:
+        msg = (
+            f"Dataset {dataset!r}: value_scale is declared {value_scale!r} but every value is "
+            "an integer, as raw counts are. Declare value_scale 'counts' (or 'auto')."
+        )
+        raise ValueError(msg)
+    if summary.size and summary.minimum < 0:
+        msg = (
+            f"Dataset {dataset!r}: the expression matrix has negative values (scaled data?); "
+            "give counts or log-normalised values."
+        )
+        raise ValueError(msg)
+    return value_scale
+
+
+def _map_labels(
+    labels: pd.Series, label_map: Mapping[str, str], *, dataset: str
+) -> tuple[pd.Series, pd.Series]:
+    bad = {k: v for k, v in label_map.items() if v not in CELL_TYPES}
+    if bad:
+        msg = (
+            f"Dataset {dataset!r}: the label map maps {bad} outside the vocabulary; allowed "
+            f"cell types are {', '.join(CELL_TYPES)}."
+        )
+        raise ValueError(msg)
+    original = labels.astype("string").fillna("<missing>").str.strip()
+    catch_all = label_map.get(CATCH_ALL)
+    mapped = original.map(lambda label: label_map.get(label, catch_all))
+    unmapped = original[mapped.isna()]
+    if len(unmapped):
+        counts = unmapped.value_counts()
+        listed = "; ".join(f"{label!r} ({n} cells)" for label, n in counts.items())
+        msg = (
+            f"Dataset {dataset!r}: {len(counts)} cell label(s) are not in the label map: "
+            f"{listed}. Add a row 'label<TAB>cell_type' for each to the dataset's label map "
+            f"(cell types: {', '.join(CELL_TYPES)}), or a row '*<TAB>other' to map all "
+            "unlisted labels."
+        )
+        raise ValueError(msg)
+    return mapped.astype(str), original.astype(str)
+
+
+def _id_column(values: pd.Series, *, name: str, dataset: str) -> pd.Series:
+    missing = values.isna()
+    if missing.any():
+        msg = (
+            f"Dataset {dataset!r}: {int(missing.sum())} cells have no value in column "
+            f"{name!r} (e.g. {values.index[missing][:3].tolist()}). Fill it in or drop these "
+            "cells before harmonising."
+        )
+        raise ValueError(msg)
+    return values.astype(str).str.strip()
+
+
+def _as_bool(values: pd.Series, *, name: str, dataset: str) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(dtype=bool)
+    text = values.astype("string").str.strip().str.lower()
+    is_true = text.isin(_TRUE)
+    is_false = text.isin(_FALSE)
+    unknown = ~(is_true | is_false) | text.isna()
+    if unknown.any():
+        found = values[unknown.to_numpy()].astype("string").fillna("<missing>").unique().tolist()
+        msg = (
+            f"Dataset {dataset!r}: malignant_column {name!r} has values {found} that are not "
+            f"recognised as true ({sorted(_TRUE)}) or false ({sorted(_FALSE)}). Recode the "
+            "column or leave malignant_column empty to use cell_type == 'malignant'."
+        )
+        raise ValueError(msg)
+    return is_true.to_numpy(dtype=bool)
+
+
+# --------------------------------------------------------------------------- #
+# Normalisation and linear values
+# --------------------------------------------------------------------------- #
+def log_normalise(adata: ad.AnnData, *, target_sum: float = 1e4) -> ad.AnnData:
+    """Log-normalise raw counts to ln(counts / total * target_sum + 1).
+
+    Parameters
+    ----------
+    adata
+        Harmonised AnnData (see :func:`harmonise`); not modified.
+    target_sum
+        Library size each cell is scaled to (1e4: CP10k).
+
+    Returns
+    -------
+    A copy whose ``X`` is ln(CP10k+1) computed from ``layers["counts"]`` when the
+    values are counts, or unchanged when they are already log-scaled; either way
+    ``uns["cd8exo"]["log_normalised"]`` is True. An object already flagged is
+    returned unchanged, so nothing is ever log-transformed twice. Cells with no
+    counts stay all zero.
+    """
+    info = _cd8exo_uns(adata)
+    result = adata.copy()
+    if info.get("log_normalised", False):
+        logger.info("Dataset %r is already log-normalised; nothing to do", info.get("dataset"))
+        return result
+    new_info = dict(result.uns["cd8exo"])
+    if info["value_scale"] == "counts":
+        counts = result.layers.get("counts", result.X)
+        result.X = _log1p_scaled(sp.csr_matrix(counts), target_sum=target_sum)
+        new_info["target_sum"] = float(target_sum)
+        logger.info(
+            "Dataset %r: counts log-normalised to ln(CP%g+1)", info.get("dataset"), target_sum
+        )
+    else:
+        logger.info(
+            "Dataset %r is already on the %s scale; values left as they are",
+            info.get("dataset"),
+            info["value_scale"],
+        )
+    new_info["log_normalised"] = True
+    result.uns["cd8exo"] = new_info
+    return result
+
+
+def linear_values(adata: ad.AnnData) -> sp.csr_matrix:
+    """Expression on a linear scale, for pseudobulk and QC.
+
+    Parameters
+    ----------
+    adata
+        Harmonised AnnData.
+
+    Returns
+    -------
+    CSR float32 cells x genes: ``layers["counts"]`` when present; otherwise
+    ``expm1(X)`` for ``log1p_norm`` and ``10 * (2**X - 1)`` (TPM) for ``log2_tpm10``
+    (zeros stay zeros); raw ``X`` for counts that were never normalised.
+    """
+    info = _cd8exo_uns(adata)
+    if "counts" in adata.layers:
+        return sp.csr_matrix(adata.layers["counts"], dtype=np.float32)
+    scale = info["value_scale"]
+    if scale == "counts":
+        if info.get("log_normalised", False):
+            msg = (
+                f"Dataset {info.get('dataset')!r}: values were counts but layers['counts'] is "
+                "gone after normalisation; keep the counts layer."
+            )
+            raise ValueError(msg)
+        return sp.csr_matrix(adata.X, dtype=np.float32)
+    x = sp.csr_matrix(adata.X, dtype=np.float32, copy=True)
+    for start in range(0, x.data.size, _CHUNK_VALUES):
+        chunk = x.data[start : start + _CHUNK_VALUES].astype(np.float64)
+        if scale == "log1p_norm":
+            x.data[start : start + _CHUNK_VALUES] = np.expm1(chunk)
+        else:
+            # GEO Smart-seq2 tables are log2(TPM/10+1): undo it to TPM.
+            x.data[start : start + _CHUNK_VALUES] = 10.0 * (np.exp2(chunk) - 1.0)
+    return x
+
+
+def _log1p_scaled(counts: sp.csr_matrix, *, target_sum: float) -> sp.csr_matrix:
+    """ln(counts / row total * target_sum + 1) as CSR float32, a block of rows at a time."""
+    out = sp.csr_matrix(counts, dtype=np.float32, copy=True)
+    n_cells = out.shape[0]
+    indptr = out.indptr
+    totals = np.zeros(n_cells)
+    for start in range(0, n_cells, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, n_cells)
+        lengths = np.diff(indptr[start : stop + 1])
+        rows = np.repeat(np.arange(stop - start), lengths)
+        values = out.data[indptr[start] : indptr[stop]].astype(np.float64)
+        totals[start:stop] = np.bincount(rows, weights=values, minlength=stop - start)
+    n_empty = int((totals == 0).sum())
+    if n_empty:
+        logger.warning("%d cells have no counts; their values stay 0", n_empty)
+    factors = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
+    for start in range(0, n_cells, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, n_cells)
+        lengths = np.diff(indptr[start : stop + 1])
+        block = slice(indptr[start], indptr[stop])
+        scale = np.repeat(factors[start:stop], lengths)
+        out.data[block] = np.log1p(out.data[block].astype(np.float64) * scale)
+    return out
+
+
+def _cd8exo_uns(adata: ad.AnnData) -> dict:
+    info = adata.uns.get("cd8exo")
+    if not isinstance(info, dict) or "value_scale" not in info:
+        msg = (
+            "The AnnData has no uns['cd8exo'] with a value_scale: it has not been harmonised. "
+            "Run cd8exo.harmonise.harmonise first."
+        )
+        raise ValueError(msg)
+    return info

@@ -1,0 +1,506 @@
+"""Cell identity of a dataset: authors' labels where present, inferred CD8 T and malignant calls for the rest."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from cd8exo._utils import RNGLike, as_rng
+from cd8exo.cells.identity.agreement import _agreement_rows, _label_flags, author_label_flags
+from cd8exo.cells.identity.cd8 import call_cd8
+from cd8exo.cells.identity.cnv import CNVResult
+from cd8exo.cells.identity.graph import embed_cells
+from cd8exo.cells.identity.malignant import call_malignant
+from cd8exo.io.tables import read_tsv
+from cd8exo.vocabulary import CELL_TYPES
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "IDENTITY_COLUMNS",
+    "IdentityResult",
+    "annotate_identity",
+    "annotated_obs",
+    "identify_cells",
+    "identity_table",
+    "read_identity_references",
+]
+
+
+def annotate_identity(
+    adata: ad.AnnData,
+    *,
+    author_labels_present: bool | Mapping[str, bool],
+    force_inference: bool = False,
+    cd8_markers: pd.DataFrame | None = None,
+    lineage_markers: pd.DataFrame | None = None,
+    gene_positions: pd.DataFrame | None = None,
+    cancer_type: str | None = None,
+    reference_mask: np.ndarray | pd.Series | None = None,
+    rng: RNGLike = 0,
+    resolution: float = 1.0,
+    return_cnv: bool = False,
+    cd8_kwargs: Mapping[str, object] | None = None,
+    malignant_kwargs: Mapping[str, object] | None = None,
+) -> pd.DataFrame | tuple[pd.DataFrame, CNVResult | None]:
+    """CD8 T-cell and malignant labels for every cell, from the authors or inferred.
+
+    Author labels win when present: ``obs["cell_type"] == "CD8_T"`` for CD8 T cells and
+    ``obs["malignant"]`` for malignant cells. ``force_inference`` ignores them (to
+    validate the inference against them). Whatever is not given by the authors is
+    inferred with :func:`call_cd8` and :func:`call_malignant`, which share one kNN
+    graph (:func:`embed_cells`).
+
+    Parameters
+    ----------
+    adata
+        Contract AnnData; not modified.
+    author_labels_present
+        Whether the authors' labels can be used: one bool for both, or a mapping with
+        keys ``"cd8"`` and ``"malignant"`` (e.g. GSE72056 has malignant labels but does not
+        split T cells into CD8 and CD4).
+    force_inference
+        Infer both labels even when the authors' are present.
+    cd8_markers
+        Table for :func:`call_cd8` (needed when CD8 T cells are inferred).
+    lineage_markers, gene_positions, cancer_type, reference_mask
+        For :func:`call_malignant` (``gene_positions`` and ``lineage_markers`` or
+        ``reference_mask`` needed when malignant cells are inferred).
+    rng
+        Generator or seed for every random step.
+    resolution
+        Leiden resolution of the shared clustering.
+    return_cnv
+        Also return the copy-number profiles (None when malignant labels are the authors').
+    cd8_kwargs, malignant_kwargs
+        Further keyword arguments of :func:`call_cd8` and :func:`call_malignant`.
+
+    Returns
+    -------
+    One row per cell: ``cell_type`` (the contract vocabulary, with ``CD8_T`` and
+    ``malignant`` set from the labels used; a cell that lost an author's ``CD8_T`` or
+    ``malignant`` label under forced inference becomes ``other``), ``is_cd8``,
+    ``is_malignant``, ``label_source`` ("author" when every label used is the authors',
+    else "inferred"), ``label_source_cd8``, ``label_source_malignant``, ``confidence``
+    (the lower of the two; author labels have confidence 1), ``confidence_cd8``,
+    ``confidence_malignant``, and the inference columns ``cd8_score``, ``cnv_score``,
+    ``cnv_cluster``, ``lineage_score`` (NaN/"" where not inferred).
+    """
+    flags = _label_flags(author_labels_present)
+    use_author = {k: v and not force_inference for k, v in flags.items()}
+    gen = as_rng(rng)
+    n = adata.n_obs
+    obs = adata.obs
+    if use_author["cd8"] and "cell_type" not in obs:
+        msg = "author_labels_present says CD8 labels exist, but obs has no 'cell_type' column."
+        raise ValueError(msg)
+    if use_author["malignant"] and "malignant" not in obs:
+        msg = (
+            "author_labels_present says malignant labels exist, but obs has no 'malignant' column."
+        )
+        raise ValueError(msg)
+
+    embedding = None
+    if not (use_author["cd8"] and use_author["malignant"]):
+        embedding = embed_cells(adata, rng=gen, resolution=resolution)
+
+    out = pd.DataFrame(index=adata.obs_names)
+    if use_author["cd8"]:
+        out["is_cd8"] = (obs["cell_type"].astype(str) == "CD8_T").to_numpy()
+        out["label_source_cd8"] = "author"
+        out["confidence_cd8"] = 1.0
+        out["cd8_score"] = np.nan
+    else:
+        if cd8_markers is None:
+            msg = "CD8 T cells must be inferred but cd8_markers was not given."
+            raise ValueError(msg)
+        cd8 = call_cd8(
+            adata,
+            markers=cd8_markers,
+            rng=gen,
+            embedding=embedding,
+            **dict(cd8_kwargs or {}),
+        )
+        out["is_cd8"] = cd8["is_cd8"].to_numpy()
+        out["label_source_cd8"] = "inferred"
+        out["confidence_cd8"] = cd8["confidence"].to_numpy()
+        out["cd8_score"] = cd8["cd8_score"].to_numpy()
+
+    cnv = None
+    if use_author["malignant"]:
+        malignant = obs["malignant"]
+        if malignant.isna().any() or not set(pd.unique(malignant)) <= {True, False}:
+            msg = (
+                "obs['malignant'] must be boolean (True/False, no missing values) to be used "
+                "as the authors' labels; fix it in harmonisation or set the malignant flag of "
+                "author_labels_present to False."
+            )
+            raise ValueError(msg)
+        out["is_malignant"] = malignant.astype(bool).to_numpy()
+        out["label_source_malignant"] = "author"
+        out["confidence_malignant"] = 1.0
+        out["cnv_score"] = np.nan
+        out["cnv_cluster"] = ""
+        out["lineage_score"] = np.nan
+    else:
+        if gene_positions is None:
+            msg = "Malignant cells must be inferred but gene_positions was not given."
+            raise ValueError(msg)
+        called = call_malignant(
+            adata,
+            gene_positions=gene_positions,
+            reference_mask=reference_mask,
+            lineage_markers=lineage_markers,
+            cancer_type=cancer_type,
+            rng=gen,
+            embedding=embedding,
+            return_cnv=True,
+            **dict(malignant_kwargs or {}),
+        )
+        mal, cnv = called
+        out["is_malignant"] = mal["is_malignant"].to_numpy()
+        out["label_source_malignant"] = "inferred"
+        out["confidence_malignant"] = mal["confidence"].to_numpy()
+        out["cnv_score"] = mal["cnv_score"].to_numpy()
+        out["cnv_cluster"] = mal["cnv_cluster"].to_numpy()
+        out["lineage_score"] = mal["lineage_score"].to_numpy()
+
+    both = out["is_cd8"] & out["is_malignant"]
+    if both.any():
+        # A cell cannot be both; the CD8 call rests on T-cell genes a tumour cell lacks,
+        # while a CD8 T cell in a CNV-aberrant cluster is most likely a doublet.
+        logger.warning(
+            "%d cell(s) called both CD8 T and malignant: kept as malignant only", int(both.sum())
+        )
+        out.loc[both, "is_cd8"] = False
+
+    if "cell_type" in obs:
+        cell_type = obs["cell_type"].astype(str).to_numpy().copy()
+    else:
+        cell_type = np.full(n, "other", dtype=object)
+    cell_type = np.where((cell_type == "CD8_T") & ~out["is_cd8"].to_numpy(), "other", cell_type)
+    cell_type = np.where(
+        (cell_type == "malignant") & ~out["is_malignant"].to_numpy(), "other", cell_type
+    )
+    cell_type = np.where(out["is_cd8"].to_numpy(), "CD8_T", cell_type)
+    cell_type = np.where(out["is_malignant"].to_numpy(), "malignant", cell_type)
+    out.insert(0, "cell_type", pd.Categorical(cell_type, categories=list(CELL_TYPES)))
+    sources = out[["label_source_cd8", "label_source_malignant"]]
+    out["label_source"] = np.where((sources == "author").all(axis=1), "author", "inferred")
+    out["confidence"] = out[["confidence_cd8", "confidence_malignant"]].min(axis=1)
+    logger.info(
+        "Identity: %d CD8 T cells (%s), %d malignant cells (%s)",
+        int(out["is_cd8"].sum()),
+        out["label_source_cd8"].iloc[0] if n else "-",
+        int(out["is_malignant"].sum()),
+        out["label_source_malignant"].iloc[0] if n else "-",
+    )
+    if return_cnv:
+        return out, cnv
+    return out
+
+
+#: Columns of the per-cell identity table (:func:`identity_table`).
+IDENTITY_COLUMNS: tuple[str, ...] = (
+    "cell",
+    "patient",
+    "cell_type",
+    "cell_type_original",
+    "is_cd8",
+    "is_malignant",
+    "label_source",
+    "label_source_cd8",
+    "label_source_malignant",
+    "confidence",
+    "confidence_cd8",
+    "confidence_malignant",
+    "cd8_score",
+    "cnv_score",
+    "cnv_cluster",
+    "lineage_score",
+    "hidden_labels_is_cd8",
+    "hidden_labels_is_malignant",
+)
+
+
+@dataclass
+class IdentityResult:
+    """What :func:`identify_cells` found for one dataset.
+
+    Attributes
+    ----------
+    calls
+        :func:`annotate_identity` output: the labels used (author where given, else inferred).
+    author_labels
+        Which author labels the dataset carries (:func:`author_label_flags`).
+    agreement
+        :func:`agreement_table` rows of the classes CD8_T and malignant, with the columns
+        ``author_labels`` (bool) and ``note`` (why a row has no figures).
+    hidden
+        Calls of the inference run with every author label hidden (for the agreement);
+        None when it did not run.
+    cnv
+        Copy-number profiles of the run that inferred malignant cells (the labels used
+        when they were inferred, else the hidden-label run); None when none did.
+    cnv_groups
+        A group per cell of ``cnv`` for :func:`cnv_heatmap` (None with ``cnv``).
+    cnv_note
+        Which run the profiles come from, or why there are none.
+    """
+
+    calls: pd.DataFrame
+    author_labels: dict[str, bool]
+    agreement: pd.DataFrame
+    hidden: pd.DataFrame | None = None
+    cnv: CNVResult | None = None
+    cnv_groups: pd.Series | None = None
+    cnv_note: str = ""
+
+
+def identify_cells(
+    adata: ad.AnnData,
+    *,
+    cd8_markers: pd.DataFrame,
+    lineage_markers: pd.DataFrame,
+    gene_positions: pd.DataFrame,
+    cancer_type: str | None = None,
+    force_inference: bool = False,
+    agreement: bool = True,
+    rng: RNGLike = 0,
+    resolution: float = 1.0,
+) -> IdentityResult:
+    """CD8 T-cell and malignant labels of a dataset, and how well inference matches the authors'.
+
+    The identity step of the workflow. Author labels win where the dataset has them
+    (:func:`author_label_flags`); the rest is inferred with :func:`annotate_identity`
+    (``force_inference`` infers everything). When the dataset has author labels and
+    ``agreement`` is set, the inference is run a second time with every author label
+    hidden, and its calls are compared with the authors' (:func:`agreement_table`); under
+    ``force_inference`` the labels used are themselves inferred and are compared directly.
+    The hidden-label run starts from the same seed as the first, so a label the first run
+    inferred is the same in both.
+
+    Parameters
+    ----------
+    adata
+        Contract AnnData (``X`` = ln(CP10k+1)); not modified.
+    cd8_markers, lineage_markers, gene_positions, cancer_type
+        See :func:`call_cd8` and :func:`call_malignant`.
+    force_inference
+        Infer both labels even where the authors give them.
+    agreement
+        Compute the agreement table when author labels exist (one more inference run).
+    rng
+        Seed (an integer: each run starts from it).
+    resolution
+        Leiden resolution of the shared clustering.
+
+    Returns
+    -------
+    :class:`IdentityResult`. A failure of the hidden-label run (e.g. too few
+    non-malignant reference cells) does not stop the step: it is logged and its reason
+    is the ``note`` of the agreement rows.
+    """
+    if isinstance(rng, np.random.Generator):
+        msg = "identify_cells needs an integer seed (both inference runs start from it)."
+        raise ValueError(msg)
+    flags = author_label_flags(adata.obs)
+    logger.info(
+        "Author labels: CD8 T cells %s, malignant cells %s%s",
+        "given" if flags["cd8"] else "absent",
+        "given" if flags["malignant"] else "absent",
+        " (inference forced)" if force_inference else "",
+    )
+    inputs = {
+        "cd8_markers": cd8_markers,
+        "lineage_markers": lineage_markers,
+        "gene_positions": gene_positions,
+        "cancer_type": cancer_type,
+        "resolution": resolution,
+        "return_cnv": True,
+    }
+    calls, cnv = annotate_identity(
+        adata, author_labels_present=flags, force_inference=force_inference, rng=rng, **inputs
+    )
+    cnv_groups = None
+    cnv_note = (
+        "No copy-number inference ran: the malignant labels used are the authors' and the "
+        "agreement check is off."
+    )
+    if cnv is not None:
+        cnv_groups = pd.Series(
+            np.where(calls["is_malignant"], "malignant", "non-malignant"), index=calls.index
+        )
+        cnv_note = "Copy-number profiles of the malignant-cell inference (the labels used)."
+    hidden = None
+    any_author = flags["cd8"] or flags["malignant"]
+    if not any_author:
+        table = _agreement_rows(None, adata.obs, author_labels=flags)
+    elif force_inference:
+        hidden = calls
+        table = _agreement_rows(calls, adata.obs, author_labels=flags)
+    elif not agreement:
+        table = _agreement_rows(
+            None, adata.obs, author_labels=flags, note="not computed (agreement switched off)"
+        )
+    else:
+        hidden_adata = ad.AnnData(
+            X=adata.X,
+            obs=pd.DataFrame(index=adata.obs_names),
+            var=pd.DataFrame(index=adata.var_names),
+        )
+        hidden_adata.uns["cd8exo"] = dict(adata.uns.get("cd8exo", {}))
+        try:
+            hidden, hidden_cnv = annotate_identity(
+                hidden_adata, author_labels_present=False, rng=rng, **inputs
+            )
+        except ValueError as error:
+            logger.warning("Inference with the author labels hidden failed: %s", error)
+            if cnv is None:
+                cnv_note = f"No copy-number profiles: the inference with the author labels hidden failed ({error})."
+            table = _agreement_rows(
+                None,
+                adata.obs,
+                author_labels=flags,
+                note=f"inference with the author labels hidden failed: {error}",
+            )
+        else:
+            table = _agreement_rows(hidden, adata.obs, author_labels=flags)
+            if cnv is None:
+                cnv = hidden_cnv
+                cnv_note = (
+                    "Copy-number profiles of the inference with the author labels hidden "
+                    "(agreement check); the malignant labels used are the authors'."
+                )
+                author = adata.obs["malignant"].fillna(False).astype(bool).to_numpy()
+                called = hidden["is_malignant"].to_numpy()
+                cnv_groups = pd.Series(
+                    np.select(
+                        [author & called, author & ~called, ~author & called],
+                        [
+                            "malignant: author and inferred",
+                            "malignant: author only",
+                            "malignant: inferred only",
+                        ],
+                        default="non-malignant",
+                    ),
+                    index=hidden.index,
+                )
+    for _, row in table.iterrows():
+        logger.info(
+            "Agreement %s: precision %.3f, recall %.3f, F1 %.3f (support %s)%s",
+            row["class"],
+            row["precision"],
+            row["recall"],
+            row["f1"],
+            row["support"],
+            f" - {row['note']}" if row["note"] else "",
+        )
+    return IdentityResult(
+        calls=calls,
+        author_labels=flags,
+        agreement=table,
+        hidden=hidden,
+        cnv=cnv,
+        cnv_groups=cnv_groups,
+        cnv_note=cnv_note,
+    )
+
+
+def annotated_obs(obs: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
+    """``obs`` with the labels used: cell_type, malignant, their source and confidence.
+
+    Parameters
+    ----------
+    obs
+        ``obs`` of the harmonised AnnData; not modified.
+    calls
+        :func:`annotate_identity` output for the same cells.
+
+    Returns
+    -------
+    A copy of ``obs`` with ``cell_type`` and ``malignant`` from ``calls`` and the new
+    columns ``label_source`` (author/inferred), ``label_source_cd8``,
+    ``label_source_malignant`` and ``identity_confidence`` (0-1; 1 for author labels).
+    """
+    if not calls.index.equals(obs.index):
+        msg = "annotated_obs: the calls are not for the same cells, in the same order, as obs."
+        raise ValueError(msg)
+    out = obs.copy()
+    out["cell_type"] = pd.Categorical(calls["cell_type"].astype(str), categories=list(CELL_TYPES))
+    out["malignant"] = calls["is_malignant"].astype(bool).to_numpy()
+    for column in ("label_source", "label_source_cd8", "label_source_malignant"):
+        out[column] = pd.Categorical(
+            calls[column].astype(str).to_numpy(), categories=["author", "inferred"]
+        )
+    out["identity_confidence"] = calls["confidence"].astype(float).to_numpy()
+    return out
+
+
+def identity_table(result: IdentityResult, *, obs: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: the labels used, their source and confidence, the inference scores.
+
+    Parameters
+    ----------
+    result
+        :func:`identify_cells` output.
+    obs
+        ``obs`` of the harmonised AnnData (for ``patient`` and ``cell_type_original``).
+
+    Returns
+    -------
+    The columns :data:`IDENTITY_COLUMNS`; ``hidden_labels_is_cd8`` and
+    ``hidden_labels_is_malignant`` are the calls of the hidden-label run (empty when it
+    did not run).
+    """
+    calls = result.calls
+    table = calls.copy()
+    table["cell_type"] = table["cell_type"].astype(str)
+    table.insert(0, "cell", calls.index.to_numpy())
+    table["patient"] = obs["patient"].astype(str).reindex(calls.index).to_numpy()
+    original = (
+        obs["cell_type_original"].astype(str)
+        if "cell_type_original" in obs
+        else pd.Series("", index=obs.index)
+    )
+    table["cell_type_original"] = original.reindex(calls.index).to_numpy()
+    for column in ("is_cd8", "is_malignant"):
+        hidden = (
+            result.hidden[column].astype("boolean")
+            if result.hidden is not None
+            else pd.Series(pd.NA, index=calls.index, dtype="boolean")
+        )
+        table[f"hidden_labels_{column}"] = hidden.reindex(calls.index).to_numpy()
+    return table[list(IDENTITY_COLUMNS)].reset_index(drop=True)
+
+
+def read_identity_references(
+    cd8_markers: Sequence[str | Path], lineage_markers: str | Path, gene_positions: str | Path
+) -> dict[str, pd.DataFrame]:
+    """Read the identity step's reference tables as :func:`identify_cells` takes them.
+
+    Parameters
+    ----------
+    cd8_markers
+        CD8 marker tables, concatenated in order (``resources/markers/``
+        ``cd8_identity_markers.tsv`` and ``cd8_support_markers.tsv``).
+    lineage_markers
+        ``resources/markers/malignant_lineage_markers.tsv``.
+    gene_positions
+        ``resources/genome/hg38_gencode_v27_gene_pos.txt`` (no header).
+
+    Returns
+    -------
+    The keywords ``cd8_markers``, ``lineage_markers`` and ``gene_positions``.
+    """
+    return {
+        "cd8_markers": pd.concat([read_tsv(p, what="CD8 markers") for p in cd8_markers]),
+        "lineage_markers": read_tsv(lineage_markers, what="lineage markers"),
+        "gene_positions": pd.read_csv(gene_positions, sep="\t", header=None),
+    }

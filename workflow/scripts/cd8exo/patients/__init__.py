@@ -1,0 +1,1 @@
+"""Patients: per-patient aggregation (sender scores, malignant pseudobulk) and the patient table."""

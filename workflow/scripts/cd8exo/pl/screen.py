@@ -1,0 +1,137 @@
+"""Figures of the tumour-side screen."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+logger = logging.getLogger(__name__)
+
+__all__ = ["top_programs_figure"]
+
+
+def top_programs_figure(
+    enrichment: pd.DataFrame,
+    *,
+    n: int = 10,
+    fdr: float = 0.25,
+    title: str = "",
+    ax: Axes | None = None,
+) -> Figure:
+    """Dot plot of the top enriched programs of every signature.
+
+    For each signature its ``n`` gene sets with the smallest FDR (then the largest
+    ``|NES|``) are chosen; the rows are the union of these, ordered by their mean NES
+    (programs up with the sender state on top), the columns the signatures. Colour is
+    the NES (red: higher in patients with a higher score), dot area grows with
+    ``-log10(FDR)``, and a black edge marks FDR < ``fdr`` (0.25 is GSEA's convention).
+
+    Parameters
+    ----------
+    enrichment
+        From :func:`prerank`.
+    n
+        Gene sets per signature.
+    fdr
+        FDR marked with a black edge.
+    title
+        Figure title.
+    ax
+        Axes to draw on (default: a new figure sized to the table).
+
+    Returns
+    -------
+    The figure; with no tested gene set it says so in place of the dots.
+    """
+
+    if n < 1:
+        msg = f"n must be >= 1, got {n}."
+        raise ValueError(msg)
+    signatures = list(dict.fromkeys(enrichment["signature"])) if len(enrichment) else []
+    chosen = (
+        enrichment.assign(_abs_nes=-enrichment["nes"].abs())
+        .sort_values(["fdr_q_value", "_abs_nes", "term"], kind="stable")
+        .groupby("signature", sort=False)
+        .head(n)
+        if len(enrichment)
+        else enrichment
+    )
+    terms = list(dict.fromkeys(chosen["term"])) if len(chosen) else []
+    if ax is None:
+        fig, ax = plt.subplots(
+            figsize=(3.2 + 0.9 * max(len(signatures), 1), 1.6 + 0.28 * max(len(terms), 4))
+        )
+    else:
+        fig = ax.figure
+    if not terms:
+        ax.text(
+            0.5,
+            0.5,
+            "no gene set tested\n(none had screen.min_size-max_size genes in the ranked list)",
+            ha="center",
+            va="center",
+            fontsize=9,
+            transform=ax.transAxes,
+        )
+        ax.set_axis_off()
+        if title:
+            ax.set_title(title, fontsize=9)
+        return fig
+
+    shown = enrichment[enrichment["term"].isin(terms)]
+    nes, q = (
+        shown.pivot_table(index="term", columns="signature", values=column, aggfunc="first")
+        .reindex(index=terms, columns=signatures)
+        .astype(float)
+        for column in ("nes", "fdr_q_value")
+    )
+    order = nes.mean(axis=1).sort_values(ascending=True, kind="stable").index  # up on top
+    nes, q = nes.loc[order], q.loc[order]
+    # p values of 0 mean < 1/permutations: floor them there for the dot size
+    floor = 1.0 / float(enrichment["permutations"].max()) if "permutations" in enrichment else 1e-3
+    strength = -np.log10(np.clip(q.to_numpy(float), floor, 1.0))
+    size = 20 + 220 * strength / max(-math.log10(floor), 1e-9)
+    limit = max(float(np.nanmax(np.abs(nes.to_numpy(float)))), 1.0)
+    yy, xx = np.meshgrid(np.arange(len(order)), np.arange(len(signatures)), indexing="ij")
+    tested = np.isfinite(nes.to_numpy(float))
+    significant = tested & (np.nan_to_num(q.to_numpy(float), nan=1.0) < fdr)
+    points = ax.scatter(
+        xx[tested],
+        yy[tested],
+        c=nes.to_numpy(float)[tested],
+        s=np.nan_to_num(size)[tested],
+        cmap="RdBu_r",
+        vmin=-limit,
+        vmax=limit,
+        edgecolors=np.where(significant[tested], "black", "none"),
+        linewidths=1.0,
+    )
+    ax.set_xticks(range(len(signatures)), signatures, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(order)), order, fontsize=7)
+    ax.set_xlim(-0.6, len(signatures) - 0.4)
+    ax.set_ylim(-0.6, len(order) - 0.4)
+    ax.grid(True, lw=0.3, alpha=0.5)
+    ax.set_axisbelow(True)
+    fig.colorbar(points, ax=ax, label="NES (red: up with the CD8 score)", shrink=0.6)
+    for value in (1.0, 2.0):
+        if value <= -math.log10(floor):
+            ax.scatter(
+                [],
+                [],
+                s=20 + 220 * value / -math.log10(floor),
+                color="grey",
+                label=f"FDR {10**-value:g}",
+            )
+    ax.scatter([], [], s=60, facecolor="white", edgecolor="black", label=f"FDR < {fdr:g}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.25, 1.0), fontsize=7, frameon=False)
+    ax.set_title(title or f"top {n} gene sets per signature (preranked GSEA)", fontsize=9)
+    fig.tight_layout()
+    return fig

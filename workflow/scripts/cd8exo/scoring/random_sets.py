@@ -1,0 +1,196 @@
+"""Matched random gene sets, scored like the signatures, for the specificity null.
+
+A sender signature's association with a target is specific when it is stronger than
+that of random gene sets of the same size drawn from the same expression bins
+(:func:`cd8exo.stats.matched_random_sets`). This module scores those sets exactly as
+the signature is scored (same method as the signatures) and averages them over each
+patient's CD8 T cells, giving the null per-patient scores that
+:func:`cd8exo.stats.specificity_p_values` compares the observed rho with.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from cd8exo._utils import as_rng
+from cd8exo.patients.aggregate import sender_scores
+from cd8exo.scoring._chunks import gene_means
+from cd8exo.scoring.score import score_signatures
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SET_SEPARATOR", "matched_random_sets", "null_score_tables", "random_set_scores"]
+
+#: Random set ``i`` of signature ``S`` is named ``S|random|i``.
+SET_SEPARATOR = "|random|"
+
+
+def random_set_scores(
+    adata: ad.AnnData,
+    signatures: Mapping[str, Sequence[str]],
+    *,
+    n_sets: int = 200,
+    n_bins: int = 25,
+    rng: int,
+    **score_options,
+) -> pd.DataFrame:
+    """Per-patient CD8 T-cell scores of random gene sets matched to each signature.
+
+    Parameters
+    ----------
+    adata
+        Log-normalised data with the contract ``obs`` (``patient``, ``cell_type``).
+    signatures
+        Signature name -> genes (genes absent from ``adata`` are dropped).
+    n_sets
+        Random sets per signature; 0 returns an empty table.
+    n_bins
+        Expression bins the random sets are matched in (and, for the Tirosh method, the
+        control-gene bins).
+    rng
+        Seed; each signature's sets come from their own child seed, so a signature's null
+        does not depend on the other signatures.
+    **score_options
+        Passed to :func:`cd8exo.scoring.score_signatures` (``method``, ``ctrl_size``,
+        ``max_rank``, ...): the random sets must be scored exactly as the signatures.
+
+    Returns
+    -------
+    Long table with columns ``patient``, ``signature``, ``random_set`` (0-based) and
+    ``score`` (mean over the patient's CD8 T cells).
+    """
+    columns = ["patient", "signature", "random_set", "score"]
+    if n_sets == 0 or not signatures:
+        return pd.DataFrame(columns=columns)
+    means = pd.Series(gene_means(adata.X), index=adata.var_names)
+    children = np.random.SeedSequence(rng).spawn(len(signatures))
+    tables = []
+    # one signature at a time bounds the cells x sets score matrix
+    for (name, genes), child in zip(signatures.items(), children, strict=True):
+        present = [g for g in genes if g in means.index]
+        if not present:
+            logger.warning("signature %s: no gene present, no random sets drawn", name)
+            continue
+        sets = matched_random_sets(
+            present, means, n_sets=n_sets, n_bins=n_bins, rng=np.random.default_rng(child)
+        )
+        named = {f"{name}{SET_SEPARATOR}{i}": s for i, s in enumerate(sets)}
+        scores = score_signatures(adata, named, rng=rng, n_bins=n_bins, **score_options)
+        per_patient = sender_scores(scores, adata.obs)
+        long = per_patient.rename_axis(index="patient", columns="set").stack().rename("score")
+        long = long.reset_index()
+        long["signature"] = name
+        long["random_set"] = long["set"].str.rsplit("|", n=1).str[1].astype(int)
+        tables.append(long[columns])
+        logger.info("signature %s: %d matched random sets scored", name, len(sets))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
+
+
+def null_score_tables(
+    long: pd.DataFrame, *, patients: pd.Index | None = None
+) -> dict[str, pd.DataFrame]:
+    """Turn the long table of :func:`random_set_scores` into signature -> patients x sets."""
+    out = {}
+    for signature, rows in long.groupby("signature", sort=False):
+        table = rows.pivot(index="patient", columns="random_set", values="score")
+        table.index = table.index.astype(str)
+        if patients is not None:
+            table = table.reindex(patients.astype(str))
+        out[str(signature)] = table
+    return out
+
+
+def matched_random_sets(
+    signature_genes: Sequence[str],
+    gene_means: pd.Series,
+    *,
+    n_sets: int = 200,
+    n_bins: int = 25,
+    rng: np.random.Generator | int | None,
+) -> list[list[str]]:
+    """Random gene sets matched to a signature in size and expression.
+
+    Genes are split into ``n_bins`` bins of (nearly) equal size by their mean
+    expression (as :func:`scanpy.tl.score_genes` bins its control genes). Each random
+    set replaces every signature gene by a gene drawn from the same bin; within a set
+    genes are drawn without replacement, and no signature gene is ever drawn.
+
+    Parameters
+    ----------
+    signature_genes
+        The signature's genes. Genes absent from ``gene_means`` (or with a missing
+        mean) are dropped with a warning naming them.
+    gene_means
+        Mean expression per gene (index: gene symbols), over the cells the signature is
+        scored in.
+    n_sets
+        Number of random sets.
+    n_bins
+        Number of expression bins.
+    rng
+        Seed or generator.
+
+    Returns
+    -------
+    list of list of str
+        ``n_sets`` gene lists; gene ``j`` of each list comes from the bin of the ``j``-th
+        retained signature gene (in the order given).
+    """
+    if not isinstance(gene_means, pd.Series):
+        msg = (
+            f"gene_means must be a pandas Series indexed by gene, got {type(gene_means).__name__}."
+        )
+        raise TypeError(msg)
+    if gene_means.index.has_duplicates:
+        dup = gene_means.index[gene_means.index.duplicated()].unique().tolist()[:5]
+        msg = f"gene_means has duplicated genes {dup}; give one mean per gene."
+        raise ValueError(msg)
+    if n_sets < 1 or n_bins < 1:
+        msg = f"n_sets and n_bins must be positive, got n_sets={n_sets}, n_bins={n_bins}."
+        raise ValueError(msg)
+    means = gene_means.astype(float).dropna()
+    genes = list(dict.fromkeys(signature_genes))
+    missing = [g for g in genes if g not in means.index]
+    if missing:
+        logger.warning(
+            "matched_random_sets: %d signature gene(s) have no expression mean and are dropped: %s",
+            len(missing),
+            ", ".join(missing),
+        )
+    genes = [g for g in genes if g in means.index]
+    if not genes:
+        msg = (
+            "matched_random_sets: none of the signature genes are in gene_means; check "
+            "that gene symbols match the dataset's var_names."
+        )
+        raise ValueError(msg)
+    if n_bins > len(means):
+        msg = f"matched_random_sets: n_bins={n_bins} exceeds the number of genes ({len(means)})."
+        raise ValueError(msg)
+    # equal-count bins on the rank (ties broken by order) so every bin has a pool
+    bins = pd.Series(
+        np.floor(means.rank(method="first").to_numpy() - 1) * n_bins // len(means),
+        index=means.index,
+    ).astype(int)
+    is_signature = means.index.isin(genes)
+    generator = as_rng(rng)
+    sets = np.empty((n_sets, len(genes)), dtype=object)
+    signature_bins = bins.loc[genes].to_numpy()
+    for b in np.unique(signature_bins):
+        slots = np.flatnonzero(signature_bins == b)
+        pool = means.index[(bins.to_numpy() == b) & ~is_signature].to_numpy()
+        if pool.size < slots.size:
+            msg = (
+                f"matched_random_sets: expression bin {b} holds {slots.size} signature "
+                f"gene(s) but only {pool.size} other gene(s) to draw from; use fewer bins "
+                f"(n_bins={n_bins})."
+            )
+            raise ValueError(msg)
+        draws = generator.permuted(np.tile(np.arange(pool.size), (n_sets, 1)), axis=1)
+        sets[:, slots] = pool[draws[:, : slots.size]]
+    return [list(row) for row in sets]

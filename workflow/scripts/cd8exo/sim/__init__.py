@@ -1,0 +1,1 @@
+"""Simulation: cohorts, the bundled demo, calibration of the tests, the scoring benchmark."""
