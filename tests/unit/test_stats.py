@@ -382,7 +382,7 @@ def _gene_means(n_genes: int = 500, seed: int = 18) -> pd.Series:
 def test_matched_random_sets_match_size_and_expression_bin(caplog):
     means = _gene_means()
     signature = ["G1", "G10", "G100", "G200", "G300", "NOT_A_GENE"]
-    with caplog.at_level(logging.WARNING, logger="cd8exo.stats"):
+    with caplog.at_level(logging.WARNING, logger="cd8exo.scoring"):
         sets = matched_random_sets(signature, means, n_sets=50, n_bins=10, rng=0)
     assert "NOT_A_GENE" in caplog.text
     # bins of 50 genes each by mean expression rank
