@@ -1,7 +1,9 @@
 # cd8exo: the two commands of the README, and the developer targets.
 #   make run    create .venv from requirements/lock.txt, run the workflow on the bundled demo,
 #               write results/ and the HTML report (results/report.html)
-#   make test   same set-up, then the test suite (what .ci/run calls)
+#   make test   same set-up, then the test suite (what .ci/run calls); the SLURM tests install
+#               slurm-wlm/munge and write /etc/slurm only with CD8EXO_SYSTEM_TESTS=1 as root
+#               (.ci/run sets it), else they are skipped and the machine is left untouched
 
 PYTHON ?= python3
 VENV   ?= .venv
