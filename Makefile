@@ -1,7 +1,11 @@
 # cd8exo: the two commands of the README, and the developer targets.
 #   make run    create .venv from requirements/lock.txt, run the workflow on the bundled demo,
 #               write results/ and the HTML report (results/report.html)
-#   make test   same set-up, then the test suite (what .ci/run calls)
+#   make test   same set-up, then the test suite (what .ci/run calls); the SLURM tests install
+#               slurm-wlm/munge and write /etc/slurm only with CD8EXO_SYSTEM_TESTS=1 as root
+#               (.ci/run sets it), else they are skipped and the machine is left untouched
+#   make test-fast  the unit tests (tests/unit) without those marked heavy, for everyday work
+#               (measured time in README "Development"); needs no opt-in, changes nothing
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,7 +13,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 PIP_FLAGS := --quiet --disable-pip-version-check --no-input
 
-.PHONY: run test test-slow lint report venv clean-results bench-scoring calibrate
+.PHONY: run test test-fast test-slow lint report venv clean-results bench-scoring calibrate
 
 venv: $(VENV)/.installed
 
@@ -30,6 +34,10 @@ report: venv
 # one pytest worker per core, each test file on one worker (its module fixtures run once)
 test: venv
 	$(BIN)/python -m pytest -m "not slow" -n $(CORES) --dist loadfile
+
+# tests/unit only, minus the tests marked heavy (README "Development")
+test-fast: venv
+	$(BIN)/python -m pytest tests/unit -m "not slow and not heavy" -n $(CORES) --dist loadfile
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow

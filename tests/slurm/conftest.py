@@ -2,8 +2,9 @@
 
 The cluster is started once per test session by ``tests/slurm/start_cluster.sh`` (which installs
 Debian's ``slurm-wlm`` and ``munge`` when missing) and stopped by ``stop_cluster.sh`` (which stops
-exactly the daemons it started and restores ``/etc/slurm/slurm.conf``). Starting needs root: CI
-runs as root; elsewhere the SLURM tests are skipped with that reason.
+exactly the daemons it started and restores ``/etc/slurm/slurm.conf``). Because that changes the
+machine, it happens only when ``CD8EXO_SYSTEM_TESTS=1`` is set (``tests/system_opt_in.py``; CI sets
+it) and needs root (CI runs as root); otherwise the SLURM tests are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from system_opt_in import require_system_opt_in
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -51,8 +53,11 @@ def slurm_cluster(tmp_path_factory):
         (its state folder: logs, pids), ``CD8EXO_SLURM_PARTITION`` and a ``PATH`` that starts
         with this Python's ``bin`` folder, so jobs find the same ``snakemake``.
     """
-    if os.geteuid() != 0:
-        pytest.skip("the SLURM tests start slurmctld/slurmd and need root (CI runs as root)")
+    require_system_opt_in(
+        "install slurm-wlm/munge when missing, write /etc/slurm/slurm.conf (restored afterwards) "
+        "and start a one-node SLURM cluster",
+        as_root=True,
+    )
     state = tmp_path_factory.mktemp("slurm_cluster")
     with CLUSTER_LOCK.open("w") as lock:
         # Another test session on this machine may have the cluster: wait for it to finish.

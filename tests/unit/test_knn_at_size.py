@@ -21,6 +21,9 @@ from sklearn.metrics import adjusted_rand_score
 
 from cd8exo.cells import embedding, identity
 
+# ~40 s on 2 cores, the slowest unit tests: `make test` runs them, `make test-fast` does not.
+pytestmark = pytest.mark.heavy
+
 N_CELLS = 20_000
 N_GROUPS = 4
 
