@@ -42,13 +42,6 @@ RULES = ROOT / "workflow" / "rules"
 SNAKEMAKE_ENV = ROOT / "envs" / "snakemake.yaml"
 STDLIB = frozenset(sys.stdlib_module_names)
 
-# Today common.smk's validation of registry ids (cd8exo.config._check_registry_ids) and
-# registry_entry_of import cd8exo.readers, which imports anndata and scipy at module level.
-SNAKEMAKE_ENV_GAP = (
-    "parse-time code of the Snakemake process imports cd8exo.readers (anndata, scipy) to read "
-    "the dataset registry; being fixed in the package on main (issue 14, item 4)"
-)
-
 
 def normalise(name: str) -> str:
     """PEP 503 form of a distribution name."""
@@ -415,16 +408,7 @@ def test_rules_and_their_envs_are_found():
 
 @pytest.mark.parametrize(
     "env",
-    [
-        pytest.param(
-            path,
-            id=path.name,
-            marks=[pytest.mark.xfail(strict=True, raises=AssertionError, reason=SNAKEMAKE_ENV_GAP)]
-            if path == SNAKEMAKE_ENV
-            else [],
-        )
-        for path in ENV_FILES
-    ],
+    [pytest.param(path, id=path.name) for path in ENV_FILES],
 )
 def test_env_holds_what_its_code_imports(env, graph):
     users = users_of_env(env, graph)
@@ -693,11 +677,7 @@ def test_the_hook_hides_what_the_env_lacks(tmp_path):
     "configfile",
     [
         pytest.param(None, id="demo"),
-        pytest.param(
-            "config/public.yaml",
-            id="public",
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=SNAKEMAKE_ENV_GAP),
-        ),
+        pytest.param("config/public.yaml", id="public"),
     ],
 )
 def test_snakemake_env_parses_the_config_offline(tmp_path, configfile):

@@ -6,12 +6,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from cd8exo.config import (  # noqa: E402
-    ConfigError,
     load_schema,
     read_datasets,
     validate_config,
     validate_datasets,
 )
+from cd8exo.errors import ConfigError  # noqa: E402
+from cd8exo.io.registry import load_registry, registry_entry  # noqa: E402
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 
@@ -78,8 +79,6 @@ _REGISTRY = {}  # the dataset registry, read on first use
 
 def registry_entry_of(wildcards):
     """The resolved registry entry of a public dataset (the registry is read once)."""
-    from cd8exo.readers import load_registry, registry_entry
-
     if "registry" not in _REGISTRY:
         _REGISTRY["registry"] = load_registry(config["download"]["registry"])
     return registry_entry(
