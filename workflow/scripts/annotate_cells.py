@@ -2,39 +2,38 @@
 
 import anndata as ad
 
+from cd8exo import stages
 from cd8exo.cells import identity
 from cd8exo.io.local import write_h5ad
 from cd8exo.io.tables import write_table
 from cd8exo.log import log_to
 
 with log_to(snakemake.log[0]):
-    adata = ad.read_h5ad(snakemake.input.h5ad)
-    seed = snakemake.params.seed
-    result = identity.identify_cells(
+    inputs, params = snakemake.input, snakemake.params
+    adata = ad.read_h5ad(inputs.h5ad)
+    obs_before = adata.obs
+    found = stages.identify(
         adata,
-        **identity.read_identity_references(
-            snakemake.input.cd8_markers,
-            snakemake.input.lineage_markers,
-            snakemake.input.gene_positions,
+        references=identity.read_identity_references(
+            inputs.cd8_markers, inputs.lineage_markers, inputs.gene_positions
         ),
-        cancer_type=snakemake.params.cancer_type or None,
-        force_inference=snakemake.params.force_inference,
-        agreement=snakemake.params.agreement,
-        rng=seed,
-        resolution=snakemake.params.resolution,
+        cancer_type=params.cancer_type,
+        force_inference=params.force_inference,
+        agreement=params.agreement,
+        rng=params.seed,
+        resolution=params.resolution,
     )
-    write_table(identity.identity_table(result, obs=adata.obs), snakemake.output.identity)
+    result = found.result
+    write_table(identity.identity_table(result, obs=obs_before), snakemake.output.identity)
     agreement = result.agreement.copy()
     agreement.insert(0, "dataset", snakemake.wildcards.dataset)
     write_table(agreement, snakemake.output.agreement)
     profiles, groups = None, None
     if result.cnv is not None:
-        profiles, groups = identity.cnv_subsample(result.cnv, groups=result.cnv_groups, rng=seed)
-    stored = identity.cnv_to_anndata(profiles, groups=groups, note=result.cnv_note)
-    write_h5ad(stored, snakemake.output.cnv)
-    adata.obs = identity.annotated_obs(adata.obs, result.calls)
-    adata.uns["cd8exo"]["identity"] = {
-        "author_labels": result.author_labels,
-        "force_inference": snakemake.params.force_inference,
-    }
-    write_h5ad(adata, snakemake.output.h5ad)
+        profiles, groups = identity.cnv_subsample(
+            result.cnv, groups=result.cnv_groups, rng=params.seed
+        )
+    write_h5ad(
+        identity.cnv_to_anndata(profiles, groups=groups, note=result.cnv_note), snakemake.output.cnv
+    )
+    write_h5ad(found.adata, snakemake.output.h5ad)

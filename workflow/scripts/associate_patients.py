@@ -1,32 +1,21 @@
 """Rule associate_patients: each sender signature against each target, across patients."""
 
-import pandas as pd
-
-from cd8exo.io.tables import write_table
+from cd8exo import stages
+from cd8exo.io.tables import read_patient_table, read_table, write_table
 from cd8exo.log import log_to
-from cd8exo.patients.table import patient_covariates, split_patient_table
-from cd8exo.scoring.random_sets import null_score_tables
-from cd8exo.stats.association import association_table
-from cd8exo.stats.specificity import specificity_p_values
 
 with log_to(snakemake.log[0]):
-    patients = pd.read_csv(snakemake.input.patients, sep="\t")
-    sender, receiver = split_patient_table(patients)
-    covariates = patient_covariates(patients, columns=snakemake.params.covariates)
-    table = association_table(
-        sender,
-        receiver,
-        dataset=snakemake.params.dataset,
-        covariates=covariates,
-        min_patients=snakemake.params.min_patients,
-        n_boot=snakemake.params.n_boot,
-        n_perm=snakemake.params.n_perm,
-        level=snakemake.params.ci_level,
-        family=snakemake.params.family,
-        rng=snakemake.params.seed,
+    params = snakemake.params
+    table = stages.associate(
+        read_patient_table(snakemake.input.patients),
+        read_table(snakemake.input.random_sets),
+        dataset=params.dataset,
+        covariates=params.covariates,
+        min_patients=params.min_patients,
+        n_boot=params.n_boot,
+        n_perm=params.n_perm,
+        ci_level=params.ci_level,
+        family=params.family,
+        rng=params.seed,
     )
-    null = null_score_tables(
-        pd.read_csv(snakemake.input.random_sets, sep="\t"), patients=sender.index
-    )
-    table = specificity_p_values(table, null_scores=null, receiver=receiver)
     write_table(table, snakemake.output.table)

@@ -2,17 +2,15 @@
 
 import pandas as pd
 
-from cd8exo.io.tables import write_table
+from cd8exo.io.tables import read_table, write_table
 from cd8exo.log import log_to
 from cd8exo.stats.truth import check_truth
 
 with log_to(snakemake.log[0]) as logger:
     truth = pd.concat(
-        pd.read_csv(path, sep="\t").assign(dataset=dataset)
+        read_table(path).assign(dataset=dataset)
         for dataset, path in zip(snakemake.params.datasets, snakemake.input.truth, strict=True)
     )
-    table = check_truth(
-        pd.read_csv(snakemake.input.associations, sep="\t"), truth, fdr=snakemake.params.fdr
-    )
+    table = check_truth(read_table(snakemake.input.associations), truth, fdr=snakemake.params.fdr)
     logger.info("truth check:\n%s", table["outcome"].value_counts().to_string())
     write_table(table, snakemake.output.table)

@@ -2,18 +2,16 @@
 
 import anndata as ad
 
-from cd8exo.cells.harmonise import log_normalise
-from cd8exo.cells.qc import filter_cells
+from cd8exo import stages
 from cd8exo.io.local import write_h5ad
 from cd8exo.io.tables import write_table
 from cd8exo.log import log_to
 
 with log_to(snakemake.log[0]):
-    adata = ad.read_h5ad(snakemake.input.h5ad)
-    kept, removed = filter_cells(
-        adata,
+    kept, removed = stages.filter_cells(
+        ad.read_h5ad(snakemake.input.h5ad),
         min_genes=snakemake.params.min_genes,
         max_mito_fraction=snakemake.params.max_mito_fraction,
     )
     write_table(removed, snakemake.output.removed)
-    write_h5ad(log_normalise(kept), snakemake.output.h5ad)
+    write_h5ad(kept, snakemake.output.h5ad)

@@ -2,15 +2,14 @@
 
 from pathlib import Path
 
-import pandas as pd
-
+from cd8exo.io.tables import read_table
 from cd8exo.log import log_to
 from cd8exo.pl import save_figure
 from cd8exo.pl.associations import forest_plot
 
 with log_to(snakemake.log[0]):
-    associations = pd.read_csv(snakemake.input.associations, sep="\t")
-    meta = pd.read_csv(snakemake.input.meta, sep="\t")
+    associations = read_table(snakemake.input.associations)
+    meta = read_table(snakemake.input.meta)
     out = Path(snakemake.output.folder)
     out.mkdir(parents=True, exist_ok=True)
     for row in meta.itertuples():

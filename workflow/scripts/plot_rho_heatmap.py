@@ -1,13 +1,12 @@
 """Rule plot_rho_heatmap: Spearman rho of signatures x targets, q < FDR marked."""
 
-import pandas as pd
-
+from cd8exo.io.tables import read_table
 from cd8exo.log import log_to
 from cd8exo.pl import save_figure
 from cd8exo.pl.associations import rho_heatmap
 
 with log_to(snakemake.log[0]):
-    table = pd.read_csv(snakemake.input.table, sep="\t")
+    table = read_table(snakemake.input.table)
     fig = rho_heatmap(
         table,
         fdr=snakemake.params.fdr,

@@ -2,16 +2,15 @@
 
 from pathlib import Path
 
-import pandas as pd
-
+from cd8exo.io.tables import read_patient_table, read_table
 from cd8exo.log import log_to
 from cd8exo.patients.table import split_patient_table
 from cd8exo.pl import save_figure
 from cd8exo.pl.associations import association_scatter
 
 with log_to(snakemake.log[0]):
-    sender, receiver = split_patient_table(pd.read_csv(snakemake.input.patients, sep="\t"))
-    table = pd.read_csv(snakemake.input.table, sep="\t")
+    sender, receiver = split_patient_table(read_patient_table(snakemake.input.patients))
+    table = read_table(snakemake.input.table)
     out = Path(snakemake.output.folder)
     out.mkdir(parents=True, exist_ok=True)
     for row in table.itertuples():

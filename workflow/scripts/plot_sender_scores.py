@@ -1,14 +1,13 @@
 """Rule plot_sender_scores: signature scores of CD8 T cells, by patient."""
 
-import pandas as pd
-
+from cd8exo.io.tables import read_patient_table, read_scores
 from cd8exo.log import log_to
 from cd8exo.pl import save_figure
 from cd8exo.pl.scoring import sender_scores_figure
 
 with log_to(snakemake.log[0]):
-    scores = pd.read_csv(snakemake.input.scores, sep="\t", index_col="cell")
-    patients = pd.read_csv(snakemake.input.patients, sep="\t")
+    scores = read_scores(snakemake.input.scores)
+    patients = read_patient_table(snakemake.input.patients)
     cd8 = scores[scores["cell_type"] == "CD8_T"]
     signatures = [c for c in scores.columns if c not in ("patient", "cell_type")]
     included = set(patients.loc[patients["included"], "patient"].astype(str))

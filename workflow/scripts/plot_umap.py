@@ -1,11 +1,10 @@
 """Rule plot_umap: UMAP coloured by cell type and by patient."""
 
-import pandas as pd
-
+from cd8exo.io.tables import read_table
 from cd8exo.log import log_to
 from cd8exo.pl import save_figure
 from cd8exo.pl.cells import umap_figure
 
 with log_to(snakemake.log[0]):
-    coords = pd.read_csv(snakemake.input.umap, sep="\t")
+    coords = read_table(snakemake.input.umap)
     save_figure(umap_figure(coords, title=snakemake.wildcards.dataset), snakemake.output.png)

@@ -1,6 +1,7 @@
 """Rule prepare_dataset: read a local dataset and harmonise it onto the cd8exo obs schema."""
 
-from cd8exo.cells.harmonise import harmonise, read_label_map
+from cd8exo import stages
+from cd8exo.cells.harmonise import read_label_map
 from cd8exo.io.local import read_dataset, write_h5ad
 from cd8exo.log import log_to
 
@@ -12,7 +13,7 @@ with log_to(snakemake.log[0]) as logger:
         cell_table=row.get("cell_table"),
         cell_id_column=row.get("cell_id_column"),
     )
-    adata = harmonise(
+    adata = stages.prepare(
         raw,
         dataset=row["dataset"],
         patient_column=row["patient_column"],

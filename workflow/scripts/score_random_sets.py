@@ -2,17 +2,16 @@
 
 import anndata as ad
 
+from cd8exo import stages
 from cd8exo.io.tables import read_gmt, write_table
 from cd8exo.log import log_to
-from cd8exo.scoring.random_sets import random_set_scores
 
 with log_to(snakemake.log[0]):
-    params = snakemake.params
-    scores = random_set_scores(
+    scores = stages.score_random_sets(
         ad.read_h5ad(snakemake.input.h5ad),
         read_gmt(snakemake.input.gmt),
-        n_sets=params.n_sets,
-        rng=params.seed,
-        **params.scoring,  # scored exactly as the signatures were
+        n_sets=snakemake.params.n_sets,
+        rng=snakemake.params.seed,
+        scoring=snakemake.params.scoring,  # scored exactly as the signatures were
     )
     write_table(scores, snakemake.output.scores)

@@ -1,9 +1,8 @@
 """Rule screen_tumour_genes: every expressed malignant-cell gene ranked against each signature, then preranked GSEA."""
 
 import anndata as ad
-import pandas as pd
 
-from cd8exo.io.tables import read_gmt, write_table
+from cd8exo.io.tables import read_gmt, read_patient_table, write_table
 from cd8exo.log import log_to
 from cd8exo.patients.aggregate import malignant_pseudobulk
 from cd8exo.patients.table import split_patient_table
@@ -11,7 +10,7 @@ from cd8exo.scoring.gene_sets import merge_gene_sets
 from cd8exo.stats.screen import prerank, rank_genes
 
 with log_to(snakemake.log[0]):
-    patients = pd.read_csv(snakemake.input.patients, sep="\t", dtype={"patient": str})
+    patients = read_patient_table(snakemake.input.patients)
     sender, _ = split_patient_table(patients, included_only=True)
     pseudobulk = malignant_pseudobulk(
         ad.read_h5ad(snakemake.input.h5ad),

@@ -31,3 +31,18 @@ OBS_COLUMNS: dict[str, str] = {
 #: natural-log normalised values; ``log2_tpm10``: log2(TPM/10 + 1) as in Smart-seq2
 #: GEO tables. Only ``counts`` is ever log-transformed by the workflow.
 VALUE_SCALES: tuple[str, ...] = ("counts", "log1p_norm", "log2_tpm10")
+
+#: Columns of the tables passed between rules that hold identifiers: always read back as
+#: verbatim text (patient ``007`` stays ``007``, ``NA`` stays ``NA``), never as numbers.
+ID_COLUMNS: tuple[str, ...] = (
+    "cell",
+    "patient",
+    "sample",
+    "dataset",
+    "signature",
+    "target",
+    "gene",
+    "cell_type",
+    "set",
+    "term",
+)

@@ -13,12 +13,21 @@ import numpy as np
 import pandas as pd
 
 from cd8exo._utils import atomic_write, open_text
+from cd8exo.vocabulary import ID_COLUMNS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_gmt", "read_table", "read_targets", "read_tsv", "write_table"]
+__all__ = [
+    "read_gmt",
+    "read_patient_table",
+    "read_scores",
+    "read_table",
+    "read_targets",
+    "read_tsv",
+    "write_table",
+]
 
 PathLike = str | os.PathLike
 
@@ -159,14 +168,21 @@ def read_targets(path: PathLike) -> pd.DataFrame:
 
 
 def read_table(path: PathLike, *, index_col: int | str | None = None) -> pd.DataFrame:
-    """Read a table written by :func:`write_table`.
+    """Read a table written by :func:`write_table`, with its identifiers as text.
+
+    Every column named in :data:`~cd8exo.vocabulary.ID_COLUMNS` (``patient``, ``cell``,
+    ``signature``, ...) is read as verbatim strings: ids like ``007`` or ``NA`` survive the
+    round trip. Only empty fields are missing values (that is how :func:`write_table`
+    writes NaN), so a text field ``NA`` is not lost either. Floats are parsed exactly
+    (``float_precision="round_trip"``): a table passed between rules holds the same
+    numbers as the stage computed in memory.
 
     Parameters
     ----------
     path
         A ``.tsv``/``.txt`` (tab) or ``.csv`` (comma) file, optionally gzipped.
     index_col
-        Column to use as the index (e.g. ``0`` for patient x signature tables).
+        Column to use as the index (e.g. ``"cell"`` for per-cell score tables).
 
     Returns
     -------
@@ -176,7 +192,31 @@ def read_table(path: PathLike, *, index_col: int | str | None = None) -> pd.Data
     if not path.is_file():
         msg = f"The table {path} does not exist."
         raise ValueError(msg)
-    return pd.read_csv(path, sep=_separator(path), index_col=index_col)
+    return pd.read_csv(
+        path,
+        sep=_separator(path),
+        index_col=index_col,
+        dtype=dict.fromkeys(ID_COLUMNS, str),
+        keep_default_na=False,
+        na_values=[""],
+        # write_table writes shortest round-trip reprs: read them back to the same bits
+        # (pandas' default parser can be off in the last digit)
+        float_precision="round_trip",
+    )
+
+
+def read_scores(path: PathLike) -> pd.DataFrame:
+    """Per-cell signature scores (rule ``score_signatures``), indexed by cell."""
+    return read_table(path, index_col="cell")
+
+
+def read_patient_table(path: PathLike) -> pd.DataFrame:
+    """The patient table (rule ``aggregate_patients``): ``patient`` as text, ``included`` bool."""
+    table = read_table(path)
+    if "included" in table and table["included"].dtype != bool:
+        msg = f"{path}: column 'included' holds {sorted(set(table['included'].astype(str)))}, not True/False."
+        raise ValueError(msg)
+    return table
 
 
 def write_table(df: pd.DataFrame, path: PathLike, *, index: bool | None = None) -> None:

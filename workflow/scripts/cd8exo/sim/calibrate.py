@@ -62,27 +62,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from cd8exo.cells.harmonise import harmonise, log_normalise
-from cd8exo.cells.identity.annotate import annotated_obs, identify_cells, read_identity_references
-from cd8exo.cells.qc import filter_cells
+from cd8exo import stages
+from cd8exo.cells.identity.annotate import read_identity_references
 from cd8exo.genes import SymbolTables, load_symbol_tables
 from cd8exo.io.tables import read_gmt, read_targets, write_table
-from cd8exo.patients.aggregate import (
-    median_counts,
-    patient_counts,
-    receiver_expression,
-    select_patients,
-    sender_scores,
-)
-from cd8exo.patients.table import patient_covariates, patient_table, split_patient_table
-from cd8exo.scoring.prepare import prepare_signatures, receiver_gene_sets
-from cd8exo.scoring.random_sets import null_score_tables, random_set_scores
-from cd8exo.scoring.score import score_signatures
 from cd8exo.sim.cohort import AUTHOR_LABELS, SimulatedCohort, simulate_cohort
 from cd8exo.sim.demo import _protein_coding_symbols
-from cd8exo.stats.association import association_table
 from cd8exo.stats.meta import meta_analysis
-from cd8exo.stats.specificity import specificity_p_values
 
 logger = logging.getLogger(__name__)
 
@@ -198,10 +184,14 @@ class CalibrationSettings:
         whole transcriptomes; with ~1,200 simulated genes many good cells detect fewer,
         so 50 is used; the low-quality cells are still removed by
         ``max_mito_fraction``.
-    max_mito_fraction, min_cd8_cells, min_malignant_cells, min_patients, n_bins, ctrl_size
+    max_mito_fraction, min_cd8_cells, min_malignant_cells, min_patients
         As in the config.
+    method, n_bins, ctrl_size, ucell_max_rank, aucell_n_up, aucell_ties
+        The config's ``scoring:`` (method and its parameters), as in the config.
     covariates
         Per-patient covariates of the partial correlation, as in the config.
+    family
+        The Benjamini-Hochberg family of the q values (``association.family``).
     n_perm
         Permutations of the permutation p (exact enumeration up to 8 patients).
     n_boot
@@ -233,12 +223,29 @@ class CalibrationSettings:
     min_cd8_cells: int = 10
     min_malignant_cells: int = 20
     min_patients: int = 6
+    method: str = "tirosh"
     n_bins: int = 25
     ctrl_size: int = 50
+    ucell_max_rank: int = 1500
+    aucell_n_up: int | None = None
+    aucell_ties: str = "mean"
     covariates: tuple[str, ...] = ("n_malignant", "cd8_fraction", "median_counts")
+    family: str = "dataset"
     n_perm: int = 10000
     n_boot: int = 2000
     n_random_sets: int = 19
+
+    def scoring_options(self) -> dict[str, object]:
+        """Keyword arguments of the scoring stages, as ``scoring_options()`` of
+        ``workflow/rules/common.smk`` builds them from the config's ``scoring:``."""
+        return {
+            "method": self.method,
+            "n_bins": self.n_bins,
+            "ctrl_size": self.ctrl_size,
+            "max_rank": self.ucell_max_rank,
+            "n_up": self.aucell_n_up,
+            "aucell_ties": self.aucell_ties,
+        }
 
 
 @dataclass(frozen=True)
@@ -446,15 +453,15 @@ def analyse_cohort(
     identity: Mapping[str, pd.DataFrame] | None = None,
     symbol_tables: SymbolTables | None = None,
 ) -> tuple[pd.DataFrame, int]:
-    """Run the workflow's per-dataset path on a simulated cohort.
+    """Run the workflow's per-dataset path on a simulated cohort: the rules' own stages.
 
-    harmonise -> filter_cells -> log_normalise -> identify_cells (author labels win; no
-    agreement run) -> prepare_signatures (overlap guard against the targets, coverage) ->
-    score_signatures -> patient table (counts, median counts, exclusions, sender scores,
-    receiver pseudobulk) -> association_table (covariates, bootstrap CI at level
-    ``1 - alpha``, permutation p) -> matched random sets of the signatures as given ->
-    specificity_p_values; the same calls, in the same order, as the rule scripts
-    ``prepare_dataset`` to ``associate_patients``.
+    :func:`cd8exo.stages.prepare` -> :func:`~cd8exo.stages.filter_cells` ->
+    :func:`~cd8exo.stages.identify` (author labels win; no agreement run) ->
+    :func:`~cd8exo.stages.score` -> :func:`~cd8exo.stages.score_random_sets` (of the
+    prepared signatures) -> :func:`~cd8exo.stages.aggregate` ->
+    :func:`~cd8exo.stages.associate`: the functions the rule scripts ``prepare_dataset``
+    to ``associate_patients`` call, in the same order, with the settings in the place of
+    the config (``tests/unit/test_stages.py`` checks both paths give the same table).
 
     Parameters
     ----------
@@ -466,12 +473,11 @@ def analyse_cohort(
         Workflow parameters.
     seeds
         Integer seeds ``scoring`` (also the identity step's), ``stats`` and
-        ``random_sets``.
+        ``random_sets`` (the workflow uses the config's one ``seed`` for all three).
     identity
-        Keywords ``cd8_markers``, ``lineage_markers`` and ``gene_positions`` of
-        :func:`cd8exo.identity.identify_cells` (:attr:`CalibrationInputs.identity`); empty
-        skips the identity step (the simulated cohorts carry the authors' labels, which it
-        would keep).
+        The ``references`` of :func:`cd8exo.stages.identify`
+        (:attr:`CalibrationInputs.identity`); empty skips the identity step (the simulated
+        cohorts carry the authors' labels, which it would keep).
     symbol_tables
         HGNC alias tables of the signature matching (``None``: exact names).
     alpha
@@ -482,7 +488,7 @@ def analyse_cohort(
     The association table (one row per (signature, target), with ``specificity_p``) and
     the number of patients excluded by the cell-count thresholds.
     """
-    adata = harmonise(
+    adata = stages.prepare(
         cohort.adata,
         dataset=cohort.name,
         patient_column="donor_id",
@@ -491,82 +497,68 @@ def analyse_cohort(
         label_map=AUTHOR_LABELS,
         value_scale="counts",
     )
-    kept, _ = filter_cells(
+    kept, _ = stages.filter_cells(
         adata, min_genes=settings.min_genes, max_mito_fraction=settings.max_mito_fraction
     )
-    kept = log_normalise(kept)
     if identity:
-        calls = identify_cells(
+        kept = stages.identify(
             kept,
-            **identity,
+            references=identity,
             cancer_type=settings.cancer_type,
             agreement=False,
             rng=seeds["scoring"],
-        )
-        kept.obs = annotated_obs(kept.obs, calls.calls)
-    prepared = prepare_signatures(
-        signatures,
-        kept.var_names,
-        tables=symbol_tables,
-        exclude=receiver_gene_sets(list(targets)),
-        min_coverage=settings.min_coverage,
-    )
-    scores = score_signatures(
+        ).adata
+    scoring = settings.scoring_options()
+    scored = stages.score(
         kept,
-        prepared.signatures,
+        gene_sets={"signatures": signatures},
+        targets=list(targets),
+        tables=symbol_tables,
+        min_coverage=settings.min_coverage,
         rng=seeds["scoring"],
-        method="tirosh",
-        n_bins=settings.n_bins,
-        ctrl_size=settings.ctrl_size,
+        scoring=scoring,
     )
-    counts = patient_counts(kept.obs).join(median_counts(kept))
-    _, excluded = select_patients(
-        counts,
+    table, excluded = stages.aggregate(
+        kept,
+        scored.scores,
+        genes=list(targets),
         min_cd8_cells=settings.min_cd8_cells,
         min_malignant_cells=settings.min_malignant_cells,
-    )
-    table = patient_table(
-        counts,
-        sender_scores(scores, kept.obs),
-        receiver_expression(kept, genes=list(targets)),
-        excluded,
         dataset=cohort.name,
     )
-    sender, receiver = split_patient_table(table)
-    covariates = patient_covariates(table, columns=list(settings.covariates))
-    associations = association_table(
-        sender,
-        receiver,
+    random_sets, null_note = None, ""
+    if settings.n_random_sets:
+        try:
+            random_sets = stages.score_random_sets(
+                kept,
+                scored.prepared.signatures,
+                n_sets=settings.n_random_sets,
+                rng=seeds["random_sets"],
+                scoring=scoring,
+            )
+        except ValueError as error:
+            # e.g. an expression bin without enough genes to match; the workflow would stop,
+            # a calibration run records the cohort's specificity p as missing instead
+            logger.warning("%s: no specificity null (%s)", cohort.name, error)
+            null_note = f"specificity: {error}"
+    associations = stages.associate(
+        table,
+        random_sets,
         dataset=cohort.name,
-        covariates=covariates,
+        covariates=settings.covariates,
         min_patients=settings.min_patients,
         n_boot=settings.n_boot,
         n_perm=settings.n_perm,
-        level=1.0 - alpha,
+        ci_level=1.0 - alpha,
+        family=settings.family,
         rng=seeds["stats"],
     )
-    if not settings.n_random_sets:
-        return associations.assign(specificity_p=np.nan), len(excluded)
-    try:
-        random_sets = random_set_scores(
-            kept,
-            signatures,
-            n_sets=settings.n_random_sets,
-            n_bins=settings.n_bins,
-            ctrl_size=settings.ctrl_size,
-            rng=seeds["random_sets"],
-        )
-    except ValueError as error:
-        # e.g. an expression bin without enough genes to match; the workflow would stop,
-        # a calibration run records the cohort's specificity p as missing instead
-        logger.warning("%s: no specificity null (%s)", cohort.name, error)
+    if null_note:
         notes = [
-            "; ".join(part for part in (str(note), f"specificity: {error}") if part)
+            "; ".join(part for part in (str(note), null_note) if part)
             for note in associations["note"].fillna("")
         ]
-        return associations.assign(specificity_p=np.nan, note=notes), len(excluded)
-    null = null_score_tables(random_sets, patients=sender.index)
-    associations = specificity_p_values(associations, null_scores=null, receiver=receiver)
+        associations = associations.assign(note=notes)
     return associations, len(excluded)
 
 

@@ -1,0 +1,292 @@
+"""One in-memory function per rule of the per-dataset path.
+
+A rule script reads its inputs, calls its stage and writes what the stage returns; the
+calibration (:mod:`cd8exo.sim.calibrate`) chains the same calls in memory. So "calibrated
+exactly as run" holds by construction, and ``tests/unit/test_stages.py`` checks it: one
+simulated cohort through the rule scripts (Snakemake) and through the chained stages gives
+the same association table.
+
+Each stage takes the data first and everything else by keyword, under the names of the
+rule's ``params`` (``workflow/rules/*.smk``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from cd8exo._utils import RNGLike
+from cd8exo.cells import identity
+from cd8exo.cells.harmonise import harmonise, log_normalise
+from cd8exo.cells.qc import filter_cells as qc_filter_cells
+from cd8exo.genes import SymbolTables
+from cd8exo.patients.aggregate import (
+    median_counts,
+    patient_counts,
+    receiver_expression,
+    select_patients,
+    sender_scores,
+)
+from cd8exo.patients.table import patient_covariates, patient_table, split_patient_table
+from cd8exo.scoring.gene_sets import select_signatures
+from cd8exo.scoring.prepare import PreparedSignatures, prepare_signatures, receiver_gene_sets
+from cd8exo.scoring.random_sets import null_score_tables, random_set_scores
+from cd8exo.scoring.score import score_signatures
+from cd8exo.stats.association import association_table
+from cd8exo.stats.specificity import specificity_p_values
+
+__all__ = [
+    "Identified",
+    "Scored",
+    "aggregate",
+    "associate",
+    "filter_cells",
+    "identify",
+    "prepare",
+    "receiver_genes",
+    "score",
+    "score_random_sets",
+]
+
+
+def prepare(
+    raw: ad.AnnData,
+    *,
+    dataset: str,
+    patient_column: str,
+    sample_column: str | None = None,
+    cell_type_column: str | None = None,
+    malignant_column: str | None = None,
+    label_map: Mapping[str, str] | None = None,
+    value_scale: str = "auto",
+) -> ad.AnnData:
+    """Rule ``prepare_dataset``: a local dataset harmonised onto the obs contract."""
+    return harmonise(
+        raw,
+        dataset=dataset,
+        patient_column=patient_column,
+        sample_column=sample_column,
+        cell_type_column=cell_type_column,
+        malignant_column=malignant_column,
+        label_map=label_map,
+        value_scale=value_scale,
+    )
+
+
+def filter_cells(
+    adata: ad.AnnData, *, min_genes: int, max_mito_fraction: float
+) -> tuple[ad.AnnData, pd.DataFrame]:
+    """Rule ``filter_cells``: QC, then ln(CP10k+1) of the kept cells (never twice).
+
+    Returns
+    -------
+    The kept, log-normalised cells and the table of removed cells per patient and type.
+    """
+    kept, removed = qc_filter_cells(adata, min_genes=min_genes, max_mito_fraction=max_mito_fraction)
+    return log_normalise(kept), removed
+
+
+@dataclass(frozen=True)
+class Identified:
+    """What rule ``annotate_cells`` writes.
+
+    Attributes
+    ----------
+    adata
+        The input, annotated in place: identity labels in ``obs``,
+        ``uns["cd8exo"]["identity"]``.
+    result
+        :class:`cd8exo.cells.identity.IdentityResult` (agreement, CNV profiles, ...).
+    """
+
+    adata: ad.AnnData
+    result: identity.IdentityResult
+
+
+def identify(
+    adata: ad.AnnData,
+    *,
+    references: Mapping[str, pd.DataFrame],
+    cancer_type: str | None = None,
+    force_inference: bool = False,
+    agreement: bool = True,
+    rng: RNGLike = 0,
+    resolution: float = 1.0,
+) -> Identified:
+    """Rule ``annotate_cells``: CD8 T-cell and malignant labels (author's where given).
+
+    ``references`` are :func:`cd8exo.cells.identity.read_identity_references`' tables.
+    The labels are written into ``adata.obs`` and ``adata.uns`` in place: the matrix is
+    never copied (it can hold a million cells).
+    """
+    result = identity.identify_cells(
+        adata,
+        **references,
+        cancer_type=cancer_type or None,
+        force_inference=force_inference,
+        agreement=agreement,
+        rng=rng,
+        resolution=resolution,
+    )
+    adata.obs = identity.annotated_obs(adata.obs, result.calls)
+    adata.uns["cd8exo"]["identity"] = {
+        "author_labels": result.author_labels,
+        "force_inference": force_inference,
+    }
+    return Identified(adata=adata, result=result)
+
+
+def receiver_genes(targets: pd.DataFrame, extra_targets: Sequence[str] = ()) -> list[str]:
+    """The target genes of the receiver side: the target table's, then the extras, once each."""
+    return list(dict.fromkeys([*targets["gene"], *extra_targets]))
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What rule ``score_signatures`` writes: the prepared signatures and per-cell scores."""
+
+    prepared: PreparedSignatures
+    scores: pd.DataFrame
+
+
+def score(
+    adata: ad.AnnData,
+    *,
+    gene_sets: Mapping[str, Mapping[str, Sequence[str]]],
+    include: Sequence[str] = (),
+    targets: Sequence[str],
+    programs: Sequence[Mapping[str, Sequence[str]]] = (),
+    tables: SymbolTables | None,
+    min_coverage: float,
+    rng: RNGLike,
+    scoring: Mapping[str, object],
+) -> Scored:
+    """Rule ``score_signatures``: signatures prepared for the dataset, scored in every cell.
+
+    Parameters
+    ----------
+    gene_sets
+        GMT path -> its sets (``signatures.gmt`` of the config).
+    include
+        Signatures to keep (``signatures.include``; empty keeps all).
+    targets
+        Receiver genes; they and the ``programs``' genes are removed from every signature
+        (overlap guard).
+    tables
+        HGNC alias tables for symbol rescue (None: exact names only).
+    scoring
+        Keyword arguments of :func:`cd8exo.scoring.score.score_signatures` (``method``,
+        ``n_bins``, ...), as ``scoring_options()`` of ``common.smk`` builds them.
+
+    Returns
+    -------
+    :class:`Scored`; ``scores`` is indexed by cell with one column per signature plus
+    ``patient`` and ``cell_type``.
+    """
+    prepared = prepare_signatures(
+        select_signatures(gene_sets, include=include),
+        adata.var_names,
+        tables=tables,
+        exclude=receiver_gene_sets(list(targets), programs=list(programs)),
+        min_coverage=min_coverage,
+    )
+    scores = score_signatures(adata, prepared.signatures, rng=rng, **scoring)
+    scores = scores.join(adata.obs[["patient", "cell_type"]])
+    scores.index.name = "cell"
+    return Scored(prepared=prepared, scores=scores)
+
+
+def score_random_sets(
+    adata: ad.AnnData,
+    signatures: Mapping[str, Sequence[str]],
+    *,
+    n_sets: int,
+    rng: RNGLike,
+    scoring: Mapping[str, object],
+) -> pd.DataFrame:
+    """Rule ``score_random_sets``: per-patient scores of random sets matched to each
+    prepared signature, scored exactly as the signatures (same ``scoring`` options)."""
+    return random_set_scores(adata, signatures, n_sets=n_sets, rng=rng, **scoring)
+
+
+def aggregate(
+    adata: ad.AnnData,
+    scores: pd.DataFrame,
+    *,
+    genes: Sequence[str],
+    min_cd8_cells: int,
+    min_malignant_cells: int,
+    dataset: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rule ``aggregate_patients``: the patient table and the excluded patients.
+
+    Parameters
+    ----------
+    scores
+        Per-cell scores as :func:`score` returns them (signature columns plus ``patient``
+        and ``cell_type``).
+    genes
+        Receiver genes measured as malignant-cell pseudobulk.
+    """
+    counts = patient_counts(adata.obs).join(median_counts(adata))
+    _, excluded = select_patients(
+        counts, min_cd8_cells=min_cd8_cells, min_malignant_cells=min_malignant_cells
+    )
+    signatures = scores.columns.difference(["patient", "cell_type"], sort=False)
+    table = patient_table(
+        counts,
+        sender_scores(scores[signatures], adata.obs),
+        receiver_expression(adata, genes=list(genes)),
+        excluded,
+        dataset=dataset,
+    )
+    return table, excluded
+
+
+def associate(
+    patients: pd.DataFrame,
+    random_sets: pd.DataFrame | None,
+    *,
+    dataset: str,
+    covariates: Sequence[str],
+    min_patients: int,
+    n_boot: int,
+    n_perm: int,
+    ci_level: float,
+    family: str,
+    rng: RNGLike,
+) -> pd.DataFrame:
+    """Rule ``associate_patients``: every sender signature against every target.
+
+    Parameters
+    ----------
+    patients
+        The patient table of :func:`aggregate`.
+    random_sets
+        The long table of :func:`score_random_sets`; None (no null was drawn) leaves
+        ``specificity_p`` NA.
+    covariates, min_patients, n_boot, n_perm, ci_level, family, rng
+        As :func:`cd8exo.stats.association.association_table` (``ci_level`` is its
+        ``level``).
+    """
+    sender, receiver = split_patient_table(patients)
+    table = association_table(
+        sender,
+        receiver,
+        dataset=dataset,
+        covariates=patient_covariates(patients, columns=list(covariates)),
+        min_patients=min_patients,
+        n_boot=n_boot,
+        n_perm=n_perm,
+        level=ci_level,
+        family=family,
+        rng=rng,
+    )
+    if random_sets is None:
+        return table.assign(specificity_p=np.nan)
+    null = null_score_tables(random_sets, patients=sender.index)
+    return specificity_p_values(table, null_scores=null, receiver=receiver)
