@@ -17,13 +17,13 @@ from cd8exo.cells.identity.annotate import (
 )
 from cd8exo.cells.identity.cd8 import call_cd8
 from cd8exo.cells.identity.cnv import CNVResult, cnv_from_anndata, cnv_subsample, cnv_to_anndata
-from cd8exo.cells.identity.graph import embed_cells
-from cd8exo.cells.identity.malignant import (
+from cd8exo.cells.identity.compartments import (
     CANCER_TYPE_LINEAGES,
     KNOWN_CANCER_TYPES,
-    call_malignant,
     find_compartments,
 )
+from cd8exo.cells.identity.graph import embed_cells
+from cd8exo.cells.identity.malignant import call_malignant
 
 __all__ = [
     "AGREEMENT_CLASSES",
