@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
@@ -38,15 +39,6 @@ from cd8exo.cells.identity.graph import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["CANCER_TYPE_LINEAGES", "KNOWN_CANCER_TYPES", "call_malignant", "find_compartments"]
-
-
-def _cluster_profiles(matrix: sp.csr_matrix, labels: np.ndarray) -> pd.Series:
-    """Mean |mean profile| of each cluster: the copy-number signal shared by its cells."""
-    out = {}
-    for label in pd.unique(labels):
-        rows = labels == label
-        out[label] = float(np.abs(np.asarray(matrix[rows].mean(axis=0)).ravel()).mean())
-    return pd.Series(out)
 
 
 def call_malignant(
@@ -143,26 +135,163 @@ def call_malignant(
     _check_log_normalised(adata, where="call_malignant")
     gen = as_rng(rng)
     lineage_groups = _resolve_cancer_type(cancer_type)
+    reference_mask = _checked_reference_mask(
+        reference_mask,
+        lineage_markers=lineage_markers,
+        n_obs=adata.n_obs,
+        min_reference_cells=min_reference_cells,
+    )
+    positions = _cnv_gene_positions(adata, gene_positions=gene_positions, window_size=window_size)
+    if embedding is None:
+        embedding = embed_cells(adata, rng=gen, resolution=resolution)
+    compartments = _expression_compartments(
+        adata,
+        embedding=embedding,
+        lineage_markers=lineage_markers,
+        cancer_type=cancer_type,
+        lineage_groups=lineage_groups,
+    )
+    # 1. reference
+    reference = _reference_cells(
+        compartments, reference_mask=reference_mask, min_reference_cells=min_reference_cells
+    )
+    # 2. copy-number profiles and their clusters
+    window = _Window(size=window_size, step=step, n_jobs=n_jobs)
+    profiles = _copy_number_profiles(adata, positions=positions, reference=reference, window=window)
+    cnv_clusters = _copy_number_clusters(
+        profiles.matrix, obs_names=adata.obs_names, gen=gen, cnv_resolution=cnv_resolution
+    )
+    # 3. positional coherence
+    coherence = _positional_coherence(
+        profiles,
+        cnv_cluster=cnv_clusters.labels,
+        positions=positions,
+        is_reference=reference.is_reference,
+        obs_names=adata.obs_names,
+        gen=gen,
+        window=window,
+        n_permutations=n_permutations,
+        min_coherence=min_coherence,
+        max_cells_per_cluster=max_cells_per_cluster,
+    )
+    # 4. call
+    result = _malignant_calls(
+        obs_names=adata.obs_names,
+        compartments=compartments,
+        reference=reference,
+        profiles=profiles,
+        cnv_clusters=cnv_clusters,
+        coherence=coherence,
+        min_coherence=min_coherence,
+    )
+    if return_cnv:
+        return result, CNVResult(
+            matrix=profiles.matrix, obs_names=adata.obs_names.copy(), chr_pos=profiles.chr_pos
+        )
+    return result
+
+
+# --------------------------------------------------------------------------- #
+# The steps of call_malignant
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class _Compartments:
+    """Per cell: its expression cluster, the cluster's compartment and the lineage gate."""
+
+    #: Leiden cluster of the expression embedding
+    cluster: np.ndarray
+    #: compartment name, "lineage" or "unassigned"
+    compartment: np.ndarray
+    #: NaN without lineage markers
+    lineage_score: np.ndarray
+    #: in an immune, stromal or endothelial compartment
+    non_malignant: np.ndarray
+    #: the cancer type has lineage markers and they were given: malignant cells need "lineage"
+    has_lineage: bool
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """Step 1: the non-malignant reference cells and their categories."""
+
+    is_reference: np.ndarray
+    #: per cell: its reference category ("" outside the reference)
+    categories: np.ndarray
+    #: the categories kept (sorted), one reference profile each
+    kept: list[str]
+
+
+@dataclass(frozen=True)
+class _Window:
+    """infercnvpy's running window (genes), step and worker processes."""
+
+    size: int
+    step: int
+    n_jobs: int
+
+
+@dataclass(frozen=True)
+class _Profiles:
+    """Step 2: copy-number profiles of every cell and what they were computed from."""
+
+    #: expression of the positioned genes (cells x genes)
+    genes: np.ndarray | sp.csr_matrix
+    #: mean expression of each reference category (categories x genes)
+    reference: np.ndarray
+    matrix: sp.csr_matrix
+    chr_pos: dict[str, int]
+    cnv_score: np.ndarray
+
+
+@dataclass(frozen=True)
+class _CopyNumberClusters:
+    """Step 2: Leiden clusters of the profiles and their kNN graph."""
+
+    labels: np.ndarray
+    connectivities: sp.csr_matrix
+
+
+@dataclass(frozen=True)
+class _Coherence:
+    """Step 3: per CNV cluster, its coherence and whether it is aberrant."""
+
+    coherence: pd.Series
+    aberrant: pd.Series
+
+
+def _checked_reference_mask(
+    reference_mask: np.ndarray | pd.Series | None,
+    *,
+    lineage_markers: pd.DataFrame | None,
+    n_obs: int,
+    min_reference_cells: int,
+) -> np.ndarray | None:
+    """``reference_mask`` as a boolean array (None: found from ``lineage_markers``), checked."""
     if lineage_markers is None and reference_mask is None:
         msg = (
             "call_malignant needs lineage_markers (to find immune and stromal reference cells) "
             "or an explicit reference_mask."
         )
         raise ValueError(msg)
-    if reference_mask is not None:
-        reference_mask = np.asarray(reference_mask, dtype=bool)
-        if reference_mask.shape != (adata.n_obs,):
-            msg = (
-                f"reference_mask has shape {reference_mask.shape}; it needs one boolean per "
-                f"cell ({adata.n_obs})."
-            )
-            raise ValueError(msg)
-        if reference_mask.sum() < min_reference_cells:
-            msg = (
-                f"reference_mask marks {int(reference_mask.sum())} reference cells; at least "
-                f"{min_reference_cells} confidently non-malignant cells are needed."
-            )
-            raise ValueError(msg)
+    if reference_mask is None:
+        return None
+    mask = np.asarray(reference_mask, dtype=bool)
+    if mask.shape != (n_obs,):
+        msg = f"reference_mask has shape {mask.shape}; it needs one boolean per cell ({n_obs})."
+        raise ValueError(msg)
+    if mask.sum() < min_reference_cells:
+        msg = (
+            f"reference_mask marks {int(mask.sum())} reference cells; at least "
+            f"{min_reference_cells} confidently non-malignant cells are needed."
+        )
+        raise ValueError(msg)
+    return mask
+
+
+def _cnv_gene_positions(
+    adata: ad.AnnData, *, gene_positions: pd.DataFrame, window_size: int
+) -> pd.DataFrame:
+    """Positions of the data's genes that take part in the copy-number inference."""
     positions = _gene_positions_frame(gene_positions)
     positions = positions.loc[positions.index.intersection(adata.var_names)]
     positions = positions[~positions["chromosome"].isin(["chrM", "chrMT"])]
@@ -183,11 +312,19 @@ def call_malignant(
         )
         raise ValueError(msg)
     logger.info("%d of %d genes have a genomic position", len(positions), adata.n_vars)
-    if embedding is None:
-        embedding = embed_cells(adata, rng=gen, resolution=resolution)
-    _check_embedding(embedding, adata)
-    clusters = embedding.obs["cluster"].astype(str).to_numpy()
+    return positions
 
+
+def _expression_compartments(
+    adata: ad.AnnData,
+    *,
+    embedding: ad.AnnData,
+    lineage_markers: pd.DataFrame | None,
+    cancer_type: str | None,
+    lineage_groups: tuple[str, ...],
+) -> _Compartments:
+    """The compartment of every cell's expression cluster (:func:`find_compartments`)."""
+    _check_embedding(embedding, adata)
     if lineage_markers is not None:
         comp = find_compartments(
             adata, markers=lineage_markers, cancer_type=cancer_type, embedding=embedding
@@ -199,7 +336,6 @@ def call_malignant(
         lineage_score = np.full(adata.n_obs, np.nan)
         if lineage_groups:
             logger.warning("cancer_type given without lineage_markers: no lineage gating")
-    non_malignant = ~np.isin(compartment, ["lineage", "unassigned"])
     has_lineage = bool(lineage_groups) and lineage_markers is not None
     if has_lineage and not (compartment == "lineage").any():
         logger.warning(
@@ -207,10 +343,27 @@ def call_malignant(
             "lineage gate. Check cancer_type, or set it to None to call from CNVs alone.",
             cancer_type,
         )
+    return _Compartments(
+        cluster=embedding.obs["cluster"].astype(str).to_numpy(),
+        compartment=compartment,
+        lineage_score=lineage_score,
+        non_malignant=~np.isin(compartment, ["lineage", "unassigned"]),
+        has_lineage=has_lineage,
+    )
 
+
+def _reference_cells(
+    compartments: _Compartments,
+    *,
+    reference_mask: np.ndarray | None,
+    min_reference_cells: int,
+) -> _Reference:
+    """Step 1: the reference cells, one category per reference cluster."""
+    compartment, clusters = compartments.compartment, compartments.cluster
     if reference_mask is None:
-        is_reference = non_malignant.copy()
-        if has_lineage:
+        is_reference = compartments.non_malignant.copy()
+        if compartments.has_lineage:
+            lineage_score = compartments.lineage_score
             lineage_top = pd.Series(lineage_score[compartment == "lineage"]).mean()
             if np.isfinite(lineage_top):
                 is_reference &= lineage_score <= 0.5 * lineage_top
@@ -236,25 +389,44 @@ def call_malignant(
         len(kept),
         ", ".join(kept),
     )
+    return _Reference(is_reference=is_reference, categories=categories, kept=kept)
 
+
+def _copy_number_profiles(
+    adata: ad.AnnData, *, positions: pd.DataFrame, reference: _Reference, window: _Window
+) -> _Profiles:
+    """Step 2: infercnvpy profiles of every cell against the reference categories."""
     x = sp.csr_matrix(adata.X) if sp.issparse(adata.X) else np.asarray(adata.X)
     gene_cols = adata.var_names.get_indexer(positions.index)
     xg = x[:, gene_cols]
-    reference = np.vstack([np.asarray(xg[categories == cat].mean(axis=0)).ravel() for cat in kept])
+    means = np.vstack(
+        [np.asarray(xg[reference.categories == cat].mean(axis=0)).ravel() for cat in reference.kept]
+    )
     matrix, chr_pos = _run_infercnv(
         xg,
         adata.obs_names,
         positions,
-        reference=reference,
-        window_size=window_size,
-        step=step,
-        n_jobs=n_jobs,
+        reference=means,
+        window_size=window.size,
+        step=window.step,
+        n_jobs=window.n_jobs,
     )
-    cnv_score = np.asarray(abs(matrix).mean(axis=1)).ravel()
+    return _Profiles(
+        genes=xg,
+        reference=means,
+        matrix=matrix,
+        chr_pos=chr_pos,
+        cnv_score=np.asarray(abs(matrix).mean(axis=1)).ravel(),
+    )
 
-    # copy-number clusters
-    work = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names))
-    n_comps = int(max(2, min(30, matrix.shape[1] - 1, adata.n_obs - 2)))
+
+def _copy_number_clusters(
+    matrix: sp.csr_matrix, *, obs_names: pd.Index, gen: np.random.Generator, cnv_resolution: float
+) -> _CopyNumberClusters:
+    """Step 2: PCA, kNN and Leiden on the profiles."""
+    n_obs = len(obs_names)
+    work = ad.AnnData(obs=pd.DataFrame(index=obs_names))
+    n_comps = int(max(2, min(30, matrix.shape[1] - 1, n_obs - 2)))
     work.obsm["X_cnv_pca"] = sc.pp.pca(
         matrix,
         n_comps=n_comps,
@@ -269,7 +441,7 @@ def call_malignant(
         sc.pp.neighbors(
             work,
             use_rep="X_cnv_pca",
-            n_neighbors=int(min(15, adata.n_obs - 1)),
+            n_neighbors=int(min(15, n_obs - 1)),
             random_state=seed_from(gen),
         )
     sc.tl.leiden(
@@ -281,8 +453,35 @@ def call_malignant(
         directed=False,
         key_added="cnv_cluster",
     )
-    cnv_cluster = work.obs["cnv_cluster"].astype(str).to_numpy()
+    return _CopyNumberClusters(
+        labels=work.obs["cnv_cluster"].astype(str).to_numpy(),
+        connectivities=work.obsp["connectivities"],
+    )
 
+
+def _cluster_profiles(matrix: sp.csr_matrix, labels: np.ndarray) -> pd.Series:
+    """Mean |mean profile| of each cluster: the copy-number signal shared by its cells."""
+    out = {}
+    for label in pd.unique(labels):
+        rows = labels == label
+        out[label] = float(np.abs(np.asarray(matrix[rows].mean(axis=0)).ravel()).mean())
+    return pd.Series(out)
+
+
+def _positional_coherence(
+    profiles: _Profiles,
+    *,
+    cnv_cluster: np.ndarray,
+    positions: pd.DataFrame,
+    is_reference: np.ndarray,
+    obs_names: pd.Index,
+    gen: np.random.Generator,
+    window: _Window,
+    n_permutations: int,
+    min_coherence: float,
+    max_cells_per_cluster: int,
+) -> _Coherence:
+    """Step 3: each CNV cluster's profile strength with the real over shuffled gene orders."""
     # positional coherence on a bounded subsample of every cluster
     subsample = np.concatenate(
         [
@@ -291,7 +490,7 @@ def call_malignant(
         ]
     )
     subsample.sort()
-    real = _cluster_profiles(matrix[subsample], cnv_cluster[subsample])
+    real = _cluster_profiles(profiles.matrix[subsample], cnv_cluster[subsample])
     shuffled = []
     for _ in range(n_permutations):
         order = gen.permutation(len(positions))
@@ -300,13 +499,13 @@ def call_malignant(
             ["chromosome", "start", "end"]
         ].to_numpy()
         perm_matrix, _ = _run_infercnv(
-            xg[subsample],
-            adata.obs_names[subsample],
+            profiles.genes[subsample],
+            obs_names[subsample],
             permuted,
-            reference=reference,
-            window_size=window_size,
-            step=step,
-            n_jobs=n_jobs,
+            reference=profiles.reference,
+            window_size=window.size,
+            step=window.step,
+            n_jobs=window.n_jobs,
         )
         shuffled.append(_cluster_profiles(perm_matrix, cnv_cluster[subsample]))
     null = pd.concat(shuffled, axis=1).mean(axis=1)
@@ -323,36 +522,49 @@ def call_malignant(
             reference_fraction[k],
             " -> aberrant" if aberrant[k] else "",
         )
+    return _Coherence(coherence=coherence, aberrant=aberrant)
 
+
+def _malignant_calls(
+    *,
+    obs_names: pd.Index,
+    compartments: _Compartments,
+    reference: _Reference,
+    profiles: _Profiles,
+    cnv_clusters: _CopyNumberClusters,
+    coherence: _Coherence,
+    min_coherence: float,
+) -> pd.DataFrame:
+    """Step 4: the call of every cell and its confidence (the table :func:`call_malignant` returns)."""
+    cnv_cluster = cnv_clusters.labels
+    aberrant = coherence.aberrant
     cell_aberrant = aberrant.reindex(cnv_cluster).to_numpy(dtype=bool)
-    call = cell_aberrant & ~is_reference & ~non_malignant
-    if has_lineage:
-        call &= compartment == "lineage"
-    cell_coherence = coherence.reindex(cnv_cluster).to_numpy(dtype=float)
+    call = cell_aberrant & ~reference.is_reference & ~compartments.non_malignant
+    if compartments.has_lineage:
+        call &= compartments.compartment == "lineage"
+    cell_coherence = coherence.coherence.reindex(cnv_cluster).to_numpy(dtype=float)
     margin = np.clip(
         np.abs(np.log(np.maximum(cell_coherence, 1e-6) / min_coherence)) / np.log(1.5), 0.0, 1.0
     )
-    agreement = _neighbour_agreement(work.obsp["connectivities"], call)
+    agreement = _neighbour_agreement(cnv_clusters.connectivities, call)
     result = pd.DataFrame(
         {
             "is_malignant": call,
-            "cnv_score": cnv_score,
+            "cnv_score": profiles.cnv_score,
             "cnv_cluster": cnv_cluster,
             "cnv_coherence": cell_coherence,
-            "is_reference": is_reference,
-            "compartment": compartment,
-            "lineage_score": lineage_score,
+            "is_reference": reference.is_reference,
+            "compartment": compartments.compartment,
+            "lineage_score": compartments.lineage_score,
             "confidence": 0.5 * agreement + 0.5 * margin,
         },
-        index=adata.obs_names,
+        index=obs_names,
     )
     logger.info(
         "Malignant cells: %d of %d (%d aberrant CNV cluster(s) of %d)",
         int(call.sum()),
-        adata.n_obs,
+        len(obs_names),
         int(aberrant.sum()),
         len(aberrant),
     )
-    if return_cnv:
-        return result, CNVResult(matrix=matrix, obs_names=adata.obs_names.copy(), chr_pos=chr_pos)
     return result
