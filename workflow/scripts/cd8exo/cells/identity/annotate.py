@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import anndata as ad
 import numpy as np
@@ -103,8 +104,59 @@ def annotate_identity(
     flags = _label_flags(author_labels_present)
     use_author = {k: v and not force_inference for k, v in flags.items()}
     gen = as_rng(rng)
+    _check_author_columns(adata.obs, use_author=use_author)
+    embedding = None
+    if not (use_author["cd8"] and use_author["malignant"]):
+        embedding = embed_cells(adata, rng=gen, resolution=resolution)
+    cd8 = _cd8_labels(
+        adata,
+        use_author=use_author["cd8"],
+        cd8_markers=cd8_markers,
+        gen=gen,
+        embedding=embedding,
+        cd8_kwargs=cd8_kwargs,
+    )
+    malignant = _malignant_labels(
+        adata,
+        use_author=use_author["malignant"],
+        gene_positions=gene_positions,
+        reference_mask=reference_mask,
+        lineage_markers=lineage_markers,
+        cancer_type=cancer_type,
+        gen=gen,
+        embedding=embedding,
+        malignant_kwargs=malignant_kwargs,
+    )
+    out = pd.DataFrame(index=adata.obs_names).assign(**cd8, **malignant.columns)
+    _keep_malignant_of_double_calls(out)
+    out = _with_labels_used(out, obs=adata.obs)
     n = adata.n_obs
-    obs = adata.obs
+    logger.info(
+        "Identity: %d CD8 T cells (%s), %d malignant cells (%s)",
+        int(out["is_cd8"].sum()),
+        out["label_source_cd8"].iloc[0] if n else "-",
+        int(out["is_malignant"].sum()),
+        out["label_source_malignant"].iloc[0] if n else "-",
+    )
+    if return_cnv:
+        return out, malignant.cnv
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# The steps of annotate_identity
+# --------------------------------------------------------------------------- #
+class _MalignantLabels(NamedTuple):
+    """The malignant-label columns of :func:`annotate_identity` and the profiles behind them."""
+
+    #: column name -> values (or one value for every cell)
+    columns: dict[str, object]
+    #: None when the labels are the authors'
+    cnv: CNVResult | None
+
+
+def _check_author_columns(obs: pd.DataFrame, *, use_author: Mapping[str, bool]) -> None:
+    """The ``obs`` columns of the author labels to be used exist."""
     if use_author["cd8"] and "cell_type" not in obs:
         msg = "author_labels_present says CD8 labels exist, but obs has no 'cell_type' column."
         raise ValueError(msg)
@@ -114,35 +166,57 @@ def annotate_identity(
         )
         raise ValueError(msg)
 
-    embedding = None
-    if not (use_author["cd8"] and use_author["malignant"]):
-        embedding = embed_cells(adata, rng=gen, resolution=resolution)
 
-    out = pd.DataFrame(index=adata.obs_names)
-    if use_author["cd8"]:
-        out["is_cd8"] = (obs["cell_type"].astype(str) == "CD8_T").to_numpy()
-        out["label_source_cd8"] = "author"
-        out["confidence_cd8"] = 1.0
-        out["cd8_score"] = np.nan
-    else:
-        if cd8_markers is None:
-            msg = "CD8 T cells must be inferred but cd8_markers was not given."
-            raise ValueError(msg)
-        cd8 = call_cd8(
-            adata,
-            markers=cd8_markers,
-            rng=gen,
-            embedding=embedding,
-            **dict(cd8_kwargs or {}),
-        )
-        out["is_cd8"] = cd8["is_cd8"].to_numpy()
-        out["label_source_cd8"] = "inferred"
-        out["confidence_cd8"] = cd8["confidence"].to_numpy()
-        out["cd8_score"] = cd8["cd8_score"].to_numpy()
+def _cd8_labels(
+    adata: ad.AnnData,
+    *,
+    use_author: bool,
+    cd8_markers: pd.DataFrame | None,
+    gen: np.random.Generator,
+    embedding: ad.AnnData | None,
+    cd8_kwargs: Mapping[str, object] | None,
+) -> dict[str, object]:
+    """CD8 T-cell columns: the authors' labels, or :func:`call_cd8`'s."""
+    if use_author:
+        return {
+            "is_cd8": (adata.obs["cell_type"].astype(str) == "CD8_T").to_numpy(),
+            "label_source_cd8": "author",
+            "confidence_cd8": 1.0,
+            "cd8_score": np.nan,
+        }
+    if cd8_markers is None:
+        msg = "CD8 T cells must be inferred but cd8_markers was not given."
+        raise ValueError(msg)
+    cd8 = call_cd8(
+        adata,
+        markers=cd8_markers,
+        rng=gen,
+        embedding=embedding,
+        **dict(cd8_kwargs or {}),
+    )
+    return {
+        "is_cd8": cd8["is_cd8"].to_numpy(),
+        "label_source_cd8": "inferred",
+        "confidence_cd8": cd8["confidence"].to_numpy(),
+        "cd8_score": cd8["cd8_score"].to_numpy(),
+    }
 
-    cnv = None
-    if use_author["malignant"]:
-        malignant = obs["malignant"]
+
+def _malignant_labels(
+    adata: ad.AnnData,
+    *,
+    use_author: bool,
+    gene_positions: pd.DataFrame | None,
+    reference_mask: np.ndarray | pd.Series | None,
+    lineage_markers: pd.DataFrame | None,
+    cancer_type: str | None,
+    gen: np.random.Generator,
+    embedding: ad.AnnData | None,
+    malignant_kwargs: Mapping[str, object] | None,
+) -> _MalignantLabels:
+    """Malignant-cell columns: the authors' labels, or :func:`call_malignant`'s."""
+    if use_author:
+        malignant = adata.obs["malignant"]
         if malignant.isna().any() or not set(pd.unique(malignant)) <= {True, False}:
             msg = (
                 "obs['malignant'] must be boolean (True/False, no missing values) to be used "
@@ -150,35 +224,42 @@ def annotate_identity(
                 "author_labels_present to False."
             )
             raise ValueError(msg)
-        out["is_malignant"] = malignant.astype(bool).to_numpy()
-        out["label_source_malignant"] = "author"
-        out["confidence_malignant"] = 1.0
-        out["cnv_score"] = np.nan
-        out["cnv_cluster"] = ""
-        out["lineage_score"] = np.nan
-    else:
-        if gene_positions is None:
-            msg = "Malignant cells must be inferred but gene_positions was not given."
-            raise ValueError(msg)
-        called = call_malignant(
-            adata,
-            gene_positions=gene_positions,
-            reference_mask=reference_mask,
-            lineage_markers=lineage_markers,
-            cancer_type=cancer_type,
-            rng=gen,
-            embedding=embedding,
-            return_cnv=True,
-            **dict(malignant_kwargs or {}),
-        )
-        mal, cnv = called
-        out["is_malignant"] = mal["is_malignant"].to_numpy()
-        out["label_source_malignant"] = "inferred"
-        out["confidence_malignant"] = mal["confidence"].to_numpy()
-        out["cnv_score"] = mal["cnv_score"].to_numpy()
-        out["cnv_cluster"] = mal["cnv_cluster"].to_numpy()
-        out["lineage_score"] = mal["lineage_score"].to_numpy()
+        columns = {
+            "is_malignant": malignant.astype(bool).to_numpy(),
+            "label_source_malignant": "author",
+            "confidence_malignant": 1.0,
+            "cnv_score": np.nan,
+            "cnv_cluster": "",
+            "lineage_score": np.nan,
+        }
+        return _MalignantLabels(columns=columns, cnv=None)
+    if gene_positions is None:
+        msg = "Malignant cells must be inferred but gene_positions was not given."
+        raise ValueError(msg)
+    mal, cnv = call_malignant(
+        adata,
+        gene_positions=gene_positions,
+        reference_mask=reference_mask,
+        lineage_markers=lineage_markers,
+        cancer_type=cancer_type,
+        rng=gen,
+        embedding=embedding,
+        return_cnv=True,
+        **dict(malignant_kwargs or {}),
+    )
+    columns = {
+        "is_malignant": mal["is_malignant"].to_numpy(),
+        "label_source_malignant": "inferred",
+        "confidence_malignant": mal["confidence"].to_numpy(),
+        "cnv_score": mal["cnv_score"].to_numpy(),
+        "cnv_cluster": mal["cnv_cluster"].to_numpy(),
+        "lineage_score": mal["lineage_score"].to_numpy(),
+    }
+    return _MalignantLabels(columns=columns, cnv=cnv)
 
+
+def _keep_malignant_of_double_calls(out: pd.DataFrame) -> None:
+    """A cell labelled both CD8 T and malignant keeps only the malignant label (in place)."""
     both = out["is_cd8"] & out["is_malignant"]
     if both.any():
         # A cell cannot be both; the CD8 call rests on T-cell genes a tumour cell lacks,
@@ -188,10 +269,13 @@ def annotate_identity(
         )
         out.loc[both, "is_cd8"] = False
 
+
+def _with_labels_used(out: pd.DataFrame, *, obs: pd.DataFrame) -> pd.DataFrame:
+    """``out`` with ``cell_type`` (first), ``label_source`` and ``confidence`` of the labels used."""
     if "cell_type" in obs:
         cell_type = obs["cell_type"].astype(str).to_numpy().copy()
     else:
-        cell_type = np.full(n, "other", dtype=object)
+        cell_type = np.full(len(out), "other", dtype=object)
     cell_type = np.where((cell_type == "CD8_T") & ~out["is_cd8"].to_numpy(), "other", cell_type)
     cell_type = np.where(
         (cell_type == "malignant") & ~out["is_malignant"].to_numpy(), "other", cell_type
@@ -202,15 +286,6 @@ def annotate_identity(
     sources = out[["label_source_cd8", "label_source_malignant"]]
     out["label_source"] = np.where((sources == "author").all(axis=1), "author", "inferred")
     out["confidence"] = out[["confidence_cd8", "confidence_malignant"]].min(axis=1)
-    logger.info(
-        "Identity: %d CD8 T cells (%s), %d malignant cells (%s)",
-        int(out["is_cd8"].sum()),
-        out["label_source_cd8"].iloc[0] if n else "-",
-        int(out["is_malignant"].sum()),
-        out["label_source_malignant"].iloc[0] if n else "-",
-    )
-    if return_cnv:
-        return out, cnv
     return out
 
 
