@@ -385,73 +385,137 @@ def identify_cells(
         "resolution": resolution,
         "return_cnv": True,
     }
+    # the labels used
     calls, cnv = annotate_identity(
         adata, author_labels_present=flags, force_inference=force_inference, rng=rng, **inputs
     )
-    cnv_groups = None
-    cnv_note = (
-        "No copy-number inference ran: the malignant labels used are the authors' and the "
-        "agreement check is off."
-    )
-    if cnv is not None:
-        cnv_groups = pd.Series(
-            np.where(calls["is_malignant"], "malignant", "non-malignant"), index=calls.index
-        )
-        cnv_note = "Copy-number profiles of the malignant-cell inference (the labels used)."
-    hidden = None
-    any_author = flags["cd8"] or flags["malignant"]
-    if not any_author:
-        table = _agreement_rows(None, adata.obs, author_labels=flags)
+    profiles = _labels_used_profiles(calls, cnv=cnv)
+    # agreement with the authors' labels
+    if not (flags["cd8"] or flags["malignant"]):
+        checked = _Agreement(_agreement_rows(None, adata.obs, author_labels=flags), None, profiles)
     elif force_inference:
-        hidden = calls
-        table = _agreement_rows(calls, adata.obs, author_labels=flags)
+        checked = _Agreement(
+            _agreement_rows(calls, adata.obs, author_labels=flags), calls, profiles
+        )
     elif not agreement:
         table = _agreement_rows(
             None, adata.obs, author_labels=flags, note="not computed (agreement switched off)"
         )
+        checked = _Agreement(table, None, profiles)
     else:
-        hidden_adata = ad.AnnData(
-            X=adata.X,
-            obs=pd.DataFrame(index=adata.obs_names),
-            var=pd.DataFrame(index=adata.var_names),
+        checked = _hidden_label_agreement(
+            adata, flags=flags, rng=rng, inputs=inputs, profiles=profiles
         )
-        hidden_adata.uns["cd8exo"] = dict(adata.uns.get("cd8exo", {}))
-        try:
-            hidden, hidden_cnv = annotate_identity(
-                hidden_adata, author_labels_present=False, rng=rng, **inputs
+    _log_agreement(checked.table)
+    return IdentityResult(
+        calls=calls,
+        author_labels=flags,
+        agreement=checked.table,
+        hidden=checked.hidden,
+        cnv=checked.profiles.cnv,
+        cnv_groups=checked.profiles.groups,
+        cnv_note=checked.profiles.note,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# The steps of identify_cells
+# --------------------------------------------------------------------------- #
+class _CNVProfiles(NamedTuple):
+    """The copy-number profiles kept (:attr:`IdentityResult.cnv` and the two after it)."""
+
+    cnv: CNVResult | None
+    groups: pd.Series | None
+    note: str
+
+
+class _Agreement(NamedTuple):
+    """The agreement rows, the calls they come from, and the profiles kept after that run."""
+
+    table: pd.DataFrame
+    hidden: pd.DataFrame | None
+    profiles: _CNVProfiles
+
+
+def _labels_used_profiles(calls: pd.DataFrame, *, cnv: CNVResult | None) -> _CNVProfiles:
+    """The profiles of the run that gave the labels used (None: malignant labels are the authors')."""
+    if cnv is None:
+        note = (
+            "No copy-number inference ran: the malignant labels used are the authors' and the "
+            "agreement check is off."
+        )
+        return _CNVProfiles(cnv=None, groups=None, note=note)
+    groups = pd.Series(
+        np.where(calls["is_malignant"], "malignant", "non-malignant"), index=calls.index
+    )
+    note = "Copy-number profiles of the malignant-cell inference (the labels used)."
+    return _CNVProfiles(cnv=cnv, groups=groups, note=note)
+
+
+def _hidden_label_agreement(
+    adata: ad.AnnData,
+    *,
+    flags: dict[str, bool],
+    rng: RNGLike,
+    inputs: Mapping[str, object],
+    profiles: _CNVProfiles,
+) -> _Agreement:
+    """The inference run again with every author label hidden, compared with the authors'."""
+    hidden_adata = ad.AnnData(
+        X=adata.X,
+        obs=pd.DataFrame(index=adata.obs_names),
+        var=pd.DataFrame(index=adata.var_names),
+    )
+    hidden_adata.uns["cd8exo"] = dict(adata.uns.get("cd8exo", {}))
+    try:
+        hidden, hidden_cnv = annotate_identity(
+            hidden_adata, author_labels_present=False, rng=rng, **inputs
+        )
+    except ValueError as error:
+        logger.warning("Inference with the author labels hidden failed: %s", error)
+        if profiles.cnv is None:
+            profiles = profiles._replace(
+                note=f"No copy-number profiles: the inference with the author labels hidden failed ({error})."
             )
-        except ValueError as error:
-            logger.warning("Inference with the author labels hidden failed: %s", error)
-            if cnv is None:
-                cnv_note = f"No copy-number profiles: the inference with the author labels hidden failed ({error})."
-            table = _agreement_rows(
-                None,
-                adata.obs,
-                author_labels=flags,
-                note=f"inference with the author labels hidden failed: {error}",
-            )
-        else:
-            table = _agreement_rows(hidden, adata.obs, author_labels=flags)
-            if cnv is None:
-                cnv = hidden_cnv
-                cnv_note = (
-                    "Copy-number profiles of the inference with the author labels hidden "
-                    "(agreement check); the malignant labels used are the authors'."
-                )
-                author = adata.obs["malignant"].fillna(False).astype(bool).to_numpy()
-                called = hidden["is_malignant"].to_numpy()
-                cnv_groups = pd.Series(
-                    np.select(
-                        [author & called, author & ~called, ~author & called],
-                        [
-                            "malignant: author and inferred",
-                            "malignant: author only",
-                            "malignant: inferred only",
-                        ],
-                        default="non-malignant",
-                    ),
-                    index=hidden.index,
-                )
+        table = _agreement_rows(
+            None,
+            adata.obs,
+            author_labels=flags,
+            note=f"inference with the author labels hidden failed: {error}",
+        )
+        return _Agreement(table, None, profiles)
+    table = _agreement_rows(hidden, adata.obs, author_labels=flags)
+    if profiles.cnv is None:
+        profiles = _hidden_run_profiles(adata.obs, hidden=hidden, cnv=hidden_cnv)
+    return _Agreement(table, hidden, profiles)
+
+
+def _hidden_run_profiles(
+    obs: pd.DataFrame, *, hidden: pd.DataFrame, cnv: CNVResult | None
+) -> _CNVProfiles:
+    """The hidden-label run's profiles, grouped by the authors' and the inferred malignant label."""
+    author = obs["malignant"].fillna(False).astype(bool).to_numpy()
+    called = hidden["is_malignant"].to_numpy()
+    groups = pd.Series(
+        np.select(
+            [author & called, author & ~called, ~author & called],
+            [
+                "malignant: author and inferred",
+                "malignant: author only",
+                "malignant: inferred only",
+            ],
+            default="non-malignant",
+        ),
+        index=hidden.index,
+    )
+    note = (
+        "Copy-number profiles of the inference with the author labels hidden "
+        "(agreement check); the malignant labels used are the authors'."
+    )
+    return _CNVProfiles(cnv=cnv, groups=groups, note=note)
+
+
+def _log_agreement(table: pd.DataFrame) -> None:
     for _, row in table.iterrows():
         logger.info(
             "Agreement %s: precision %.3f, recall %.3f, F1 %.3f (support %s)%s",
@@ -462,12 +526,3 @@ def identify_cells(
             row["support"],
             f" - {row['note']}" if row["note"] else "",
         )
-    return IdentityResult(
-        calls=calls,
-        author_labels=flags,
-        agreement=table,
-        hidden=hidden,
-        cnv=cnv,
-        cnv_groups=cnv_groups,
-        cnv_note=cnv_note,
-    )
