@@ -161,13 +161,67 @@ def harmonise(
     meaningless). The duplicated symbols are logged by name.
     """
     obs = adata.obs
-    used = {
+    _check_obs(
+        obs,
+        dataset=dataset,
+        columns={
+            "patient_column": patient_column,
+            "cell_type_column": cell_type_column,
+            "sample_column": sample_column,
+            "malignant_column": malignant_column,
+        },
+    )
+    x = adata.X
+    scale = _resolve_value_scale(x, value_scale=value_scale, dataset=dataset)
+    contract = _contract_obs(
+        obs,
+        dataset=dataset,
+        patient_column=patient_column,
+        cell_type_column=cell_type_column,
+        label_map=label_map,
+        sample_column=sample_column,
+        malignant_column=malignant_column,
+    )
+    new_obs = _with_original_columns(
+        contract,
+        obs,
+        sources={patient_column, cell_type_column, sample_column, malignant_column},
+        dataset=dataset,
+    )
+    x_csr = (
+        sp.csr_matrix(x, dtype=np.float32)
+        if sp.issparse(x)
+        else sp.csr_matrix(np.asarray(x, dtype=np.float32))
+    )
+    x_csr, var = unique_symbols(x_csr, adata.var, scale=scale, dataset=dataset)
+
+    uns = {
+        "dataset": dataset,
+        "value_scale": scale,
+        "log_normalised": False,
         "patient_column": patient_column,
-        "cell_type_column": cell_type_column,
-        "sample_column": sample_column,
-        "malignant_column": malignant_column,
+        "cell_type_column": cell_type_column or "",
+        "sample_column": sample_column or "",
+        "malignant_column": malignant_column or "",
     }
-    for argument, column in used.items():
+    result = ad.AnnData(X=x_csr, obs=new_obs, var=var, uns={"cd8exo": uns})
+    if scale == "counts":
+        result.layers["counts"] = x_csr.copy()
+    logger.info(
+        "Dataset %r harmonised: %d cells, %d genes, %d patients, value scale %s; cell types %s",
+        dataset,
+        result.n_obs,
+        result.n_vars,
+        contract["patient"].nunique(),
+        scale,
+        contract["cell_type"].value_counts().to_dict(),
+    )
+    return result
+
+
+def _check_obs(obs: pd.DataFrame, *, dataset: str, columns: Mapping[str, str | None]) -> None:
+    """The named ``obs`` columns exist (``columns``: argument -> column) and cell ids are unique."""
+    for argument, column in columns.items():
         if column is not None and column not in obs.columns:
             msg = (
                 f"Dataset {dataset!r}: {argument} {column!r} is not a column of the cell "
@@ -184,8 +238,16 @@ def harmonise(
             "sample's barcodes with the sample id)."
         )
         raise ValueError(msg)
-    x = adata.X
-    scale = _resolve_value_scale(x, value_scale=value_scale, dataset=dataset)
+
+
+def _cell_types(
+    obs: pd.DataFrame,
+    *,
+    dataset: str,
+    cell_type_column: str | None,
+    label_map: Mapping[str, str] | None,
+) -> tuple[pd.Series, pd.Series]:
+    """(cell type, original label) of every cell, from the authors' labels and the label map."""
     if (cell_type_column is None) != (label_map is None):
         given, absent = (
             ("cell_type_column", "label_map")
@@ -201,8 +263,24 @@ def harmonise(
     if cell_type_column is None:
         cell_type = pd.Series("other", index=obs.index, dtype=object)
         original = pd.Series(UNLABELLED, index=obs.index, dtype=object)
-    else:
-        cell_type, original = _map_labels(obs[cell_type_column], label_map, dataset=dataset)
+        return cell_type, original
+    return _map_labels(obs[cell_type_column], label_map, dataset=dataset)
+
+
+def _contract_obs(
+    obs: pd.DataFrame,
+    *,
+    dataset: str,
+    patient_column: str,
+    cell_type_column: str | None,
+    label_map: Mapping[str, str] | None,
+    sample_column: str | None,
+    malignant_column: str | None,
+) -> pd.DataFrame:
+    """The contract ``obs`` columns: patient, sample, cell_type, cell_type_original, malignant."""
+    cell_type, original = _cell_types(
+        obs, dataset=dataset, cell_type_column=cell_type_column, label_map=label_map
+    )
     patient = _id_column(obs[patient_column], name=patient_column, dataset=dataset)
     sample = (
         patient.copy()
@@ -236,8 +314,13 @@ def harmonise(
     for column in ("patient", "sample", "cell_type_original"):
         contract[column] = contract[column].astype("category")
     contract["cell_type"] = pd.Categorical(contract["cell_type"], categories=list(CELL_TYPES))
+    return contract
 
-    sources = {patient_column, cell_type_column, sample_column, malignant_column}
+
+def _with_original_columns(
+    contract: pd.DataFrame, obs: pd.DataFrame, *, sources: set[str | None], dataset: str
+) -> pd.DataFrame:
+    """``contract`` followed by the other original columns (a contract name gets ``_input``)."""
     others = obs.copy()
     renames = {}
     for column in others.columns:
@@ -253,37 +336,7 @@ def harmonise(
         )
         others = others.rename(columns=renames)
     others = others.drop(columns=[c for c in others.columns if c in contract.columns])
-    new_obs = pd.concat([contract, others], axis=1)
-
-    x_csr = (
-        sp.csr_matrix(x, dtype=np.float32)
-        if sp.issparse(x)
-        else sp.csr_matrix(np.asarray(x, dtype=np.float32))
-    )
-    x_csr, var = unique_symbols(x_csr, adata.var, scale=scale, dataset=dataset)
-
-    uns = {
-        "dataset": dataset,
-        "value_scale": scale,
-        "log_normalised": False,
-        "patient_column": patient_column,
-        "cell_type_column": cell_type_column or "",
-        "sample_column": sample_column or "",
-        "malignant_column": malignant_column or "",
-    }
-    result = ad.AnnData(X=x_csr, obs=new_obs, var=var, uns={"cd8exo": uns})
-    if scale == "counts":
-        result.layers["counts"] = x_csr.copy()
-    logger.info(
-        "Dataset %r harmonised: %d cells, %d genes, %d patients, value scale %s; cell types %s",
-        dataset,
-        result.n_obs,
-        result.n_vars,
-        contract["patient"].nunique(),
-        scale,
-        contract["cell_type"].value_counts().to_dict(),
-    )
-    return result
+    return pd.concat([contract, others], axis=1)
 
 
 def _resolve_value_scale(x, *, value_scale: str, dataset: str) -> str:

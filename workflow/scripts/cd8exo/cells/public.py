@@ -185,25 +185,44 @@ def check_harmonised(adata: ad.AnnData) -> None:
     problems: list[str] = []
     if adata.n_obs == 0 or adata.n_vars == 0:
         problems.append(f"it has {adata.n_obs} cells and {adata.n_vars} genes")
+    problems += _obs_problems(adata.obs)
+    problems += _var_and_matrix_problems(adata)
+    problems += _uns_problems(info)
+    if problems:
+        msg = (
+            f"dataset {dataset}: the harmonised AnnData breaks the contract: "
+            + "; ".join(problems)
+            + ". Fix the reader or the registry entry that produced it."
+        )
+        raise ValueError(msg)
+
+
+def _obs_problems(obs: pd.DataFrame) -> list[str]:
+    """Where ``obs`` breaks the contract: columns, their types, missing values, vocabulary."""
+    problems: list[str] = []
     for column, kind in OBS_COLUMNS.items():
-        if column not in adata.obs.columns:
+        if column not in obs.columns:
             problems.append(f"obs lacks the column {column!r}")
             continue
-        values = adata.obs[column]
+        values = obs[column]
         if kind == "category" and not isinstance(values.dtype, pd.CategoricalDtype):
             problems.append(f"obs[{column!r}] is {values.dtype}, not category")
         if kind == "bool" and not pd.api.types.is_bool_dtype(values):
             problems.append(f"obs[{column!r}] is {values.dtype}, not bool")
         if values.isna().any():
             problems.append(f"obs[{column!r}] has {int(values.isna().sum())} missing values")
-    if "cell_type" in adata.obs.columns and isinstance(
-        adata.obs["cell_type"].dtype, pd.CategoricalDtype
-    ):
-        outside = set(adata.obs["cell_type"].cat.categories) - set(CELL_TYPES)
+    if "cell_type" in obs.columns and isinstance(obs["cell_type"].dtype, pd.CategoricalDtype):
+        outside = set(obs["cell_type"].cat.categories) - set(CELL_TYPES)
         if outside:
             problems.append(
                 f"obs['cell_type'] has categories {sorted(outside)} outside the vocabulary"
             )
+    return problems
+
+
+def _var_and_matrix_problems(adata: ad.AnnData) -> list[str]:
+    """Where ``var_names``, ``X`` and the layers break the contract."""
+    problems: list[str] = []
     names = pd.Index(adata.var_names)
     if not names.is_unique:
         problems.append(f"var_names are not unique (e.g. {list(names[names.duplicated()][:5])})")
@@ -221,19 +240,18 @@ def check_harmonised(adata: ad.AnnData) -> None:
             problems.append(f"{name} has NaN or infinite values")
         elif values.size and values.min() < 0:
             problems.append(f"{name} has negative values (min {values.min():.3g})")
+    return problems
+
+
+def _uns_problems(info: object) -> list[str]:
+    """Where ``uns["cd8exo"]`` breaks the contract."""
     if not isinstance(info, Mapping):
-        problems.append("uns['cd8exo'] is missing")
-    else:
-        if not info.get("dataset"):
-            problems.append("uns['cd8exo']['dataset'] is missing")
-        if info.get("value_scale") not in VALUE_SCALES:
-            problems.append(
-                f"uns['cd8exo']['value_scale'] is {info.get('value_scale')!r}, not one of {VALUE_SCALES}"
-            )
-    if problems:
-        msg = (
-            f"dataset {dataset}: the harmonised AnnData breaks the contract: "
-            + "; ".join(problems)
-            + ". Fix the reader or the registry entry that produced it."
+        return ["uns['cd8exo'] is missing"]
+    problems: list[str] = []
+    if not info.get("dataset"):
+        problems.append("uns['cd8exo']['dataset'] is missing")
+    if info.get("value_scale") not in VALUE_SCALES:
+        problems.append(
+            f"uns['cd8exo']['value_scale'] is {info.get('value_scale')!r}, not one of {VALUE_SCALES}"
         )
-        raise ValueError(msg)
+    return problems

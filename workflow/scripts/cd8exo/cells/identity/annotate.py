@@ -1,11 +1,15 @@
-"""Cell identity of a dataset: authors' labels where present, inferred CD8 T and malignant calls for the rest."""
+"""Cell identity of a dataset: authors' labels where present, inferred CD8 T and malignant calls for the rest.
+
+The step's reference tables and per-cell outputs are in :mod:`cd8exo.cells.identity.tables`
+(re-exported here).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from typing import NamedTuple
 
 import anndata as ad
 import numpy as np
@@ -17,7 +21,12 @@ from cd8exo.cells.identity.cd8 import call_cd8
 from cd8exo.cells.identity.cnv import CNVResult
 from cd8exo.cells.identity.graph import embed_cells
 from cd8exo.cells.identity.malignant import call_malignant
-from cd8exo.io.tables import read_tsv
+from cd8exo.cells.identity.tables import (
+    IDENTITY_COLUMNS,
+    annotated_obs,
+    identity_table,
+    read_identity_references,
+)
 from cd8exo.vocabulary import CELL_TYPES
 
 logger = logging.getLogger(__name__)
@@ -95,8 +104,59 @@ def annotate_identity(
     flags = _label_flags(author_labels_present)
     use_author = {k: v and not force_inference for k, v in flags.items()}
     gen = as_rng(rng)
+    _check_author_columns(adata.obs, use_author=use_author)
+    embedding = None
+    if not (use_author["cd8"] and use_author["malignant"]):
+        embedding = embed_cells(adata, rng=gen, resolution=resolution)
+    cd8 = _cd8_labels(
+        adata,
+        use_author=use_author["cd8"],
+        cd8_markers=cd8_markers,
+        gen=gen,
+        embedding=embedding,
+        cd8_kwargs=cd8_kwargs,
+    )
+    malignant = _malignant_labels(
+        adata,
+        use_author=use_author["malignant"],
+        gene_positions=gene_positions,
+        reference_mask=reference_mask,
+        lineage_markers=lineage_markers,
+        cancer_type=cancer_type,
+        gen=gen,
+        embedding=embedding,
+        malignant_kwargs=malignant_kwargs,
+    )
+    out = pd.DataFrame(index=adata.obs_names).assign(**cd8, **malignant.columns)
+    _keep_malignant_of_double_calls(out)
+    out = _with_labels_used(out, obs=adata.obs)
     n = adata.n_obs
-    obs = adata.obs
+    logger.info(
+        "Identity: %d CD8 T cells (%s), %d malignant cells (%s)",
+        int(out["is_cd8"].sum()),
+        out["label_source_cd8"].iloc[0] if n else "-",
+        int(out["is_malignant"].sum()),
+        out["label_source_malignant"].iloc[0] if n else "-",
+    )
+    if return_cnv:
+        return out, malignant.cnv
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# The steps of annotate_identity
+# --------------------------------------------------------------------------- #
+class _MalignantLabels(NamedTuple):
+    """The malignant-label columns of :func:`annotate_identity` and the profiles behind them."""
+
+    #: column name -> values (or one value for every cell)
+    columns: dict[str, object]
+    #: None when the labels are the authors'
+    cnv: CNVResult | None
+
+
+def _check_author_columns(obs: pd.DataFrame, *, use_author: Mapping[str, bool]) -> None:
+    """The ``obs`` columns of the author labels to be used exist."""
     if use_author["cd8"] and "cell_type" not in obs:
         msg = "author_labels_present says CD8 labels exist, but obs has no 'cell_type' column."
         raise ValueError(msg)
@@ -106,35 +166,57 @@ def annotate_identity(
         )
         raise ValueError(msg)
 
-    embedding = None
-    if not (use_author["cd8"] and use_author["malignant"]):
-        embedding = embed_cells(adata, rng=gen, resolution=resolution)
 
-    out = pd.DataFrame(index=adata.obs_names)
-    if use_author["cd8"]:
-        out["is_cd8"] = (obs["cell_type"].astype(str) == "CD8_T").to_numpy()
-        out["label_source_cd8"] = "author"
-        out["confidence_cd8"] = 1.0
-        out["cd8_score"] = np.nan
-    else:
-        if cd8_markers is None:
-            msg = "CD8 T cells must be inferred but cd8_markers was not given."
-            raise ValueError(msg)
-        cd8 = call_cd8(
-            adata,
-            markers=cd8_markers,
-            rng=gen,
-            embedding=embedding,
-            **dict(cd8_kwargs or {}),
-        )
-        out["is_cd8"] = cd8["is_cd8"].to_numpy()
-        out["label_source_cd8"] = "inferred"
-        out["confidence_cd8"] = cd8["confidence"].to_numpy()
-        out["cd8_score"] = cd8["cd8_score"].to_numpy()
+def _cd8_labels(
+    adata: ad.AnnData,
+    *,
+    use_author: bool,
+    cd8_markers: pd.DataFrame | None,
+    gen: np.random.Generator,
+    embedding: ad.AnnData | None,
+    cd8_kwargs: Mapping[str, object] | None,
+) -> dict[str, object]:
+    """CD8 T-cell columns: the authors' labels, or :func:`call_cd8`'s."""
+    if use_author:
+        return {
+            "is_cd8": (adata.obs["cell_type"].astype(str) == "CD8_T").to_numpy(),
+            "label_source_cd8": "author",
+            "confidence_cd8": 1.0,
+            "cd8_score": np.nan,
+        }
+    if cd8_markers is None:
+        msg = "CD8 T cells must be inferred but cd8_markers was not given."
+        raise ValueError(msg)
+    cd8 = call_cd8(
+        adata,
+        markers=cd8_markers,
+        rng=gen,
+        embedding=embedding,
+        **dict(cd8_kwargs or {}),
+    )
+    return {
+        "is_cd8": cd8["is_cd8"].to_numpy(),
+        "label_source_cd8": "inferred",
+        "confidence_cd8": cd8["confidence"].to_numpy(),
+        "cd8_score": cd8["cd8_score"].to_numpy(),
+    }
 
-    cnv = None
-    if use_author["malignant"]:
-        malignant = obs["malignant"]
+
+def _malignant_labels(
+    adata: ad.AnnData,
+    *,
+    use_author: bool,
+    gene_positions: pd.DataFrame | None,
+    reference_mask: np.ndarray | pd.Series | None,
+    lineage_markers: pd.DataFrame | None,
+    cancer_type: str | None,
+    gen: np.random.Generator,
+    embedding: ad.AnnData | None,
+    malignant_kwargs: Mapping[str, object] | None,
+) -> _MalignantLabels:
+    """Malignant-cell columns: the authors' labels, or :func:`call_malignant`'s."""
+    if use_author:
+        malignant = adata.obs["malignant"]
         if malignant.isna().any() or not set(pd.unique(malignant)) <= {True, False}:
             msg = (
                 "obs['malignant'] must be boolean (True/False, no missing values) to be used "
@@ -142,35 +224,42 @@ def annotate_identity(
                 "author_labels_present to False."
             )
             raise ValueError(msg)
-        out["is_malignant"] = malignant.astype(bool).to_numpy()
-        out["label_source_malignant"] = "author"
-        out["confidence_malignant"] = 1.0
-        out["cnv_score"] = np.nan
-        out["cnv_cluster"] = ""
-        out["lineage_score"] = np.nan
-    else:
-        if gene_positions is None:
-            msg = "Malignant cells must be inferred but gene_positions was not given."
-            raise ValueError(msg)
-        called = call_malignant(
-            adata,
-            gene_positions=gene_positions,
-            reference_mask=reference_mask,
-            lineage_markers=lineage_markers,
-            cancer_type=cancer_type,
-            rng=gen,
-            embedding=embedding,
-            return_cnv=True,
-            **dict(malignant_kwargs or {}),
-        )
-        mal, cnv = called
-        out["is_malignant"] = mal["is_malignant"].to_numpy()
-        out["label_source_malignant"] = "inferred"
-        out["confidence_malignant"] = mal["confidence"].to_numpy()
-        out["cnv_score"] = mal["cnv_score"].to_numpy()
-        out["cnv_cluster"] = mal["cnv_cluster"].to_numpy()
-        out["lineage_score"] = mal["lineage_score"].to_numpy()
+        columns = {
+            "is_malignant": malignant.astype(bool).to_numpy(),
+            "label_source_malignant": "author",
+            "confidence_malignant": 1.0,
+            "cnv_score": np.nan,
+            "cnv_cluster": "",
+            "lineage_score": np.nan,
+        }
+        return _MalignantLabels(columns=columns, cnv=None)
+    if gene_positions is None:
+        msg = "Malignant cells must be inferred but gene_positions was not given."
+        raise ValueError(msg)
+    mal, cnv = call_malignant(
+        adata,
+        gene_positions=gene_positions,
+        reference_mask=reference_mask,
+        lineage_markers=lineage_markers,
+        cancer_type=cancer_type,
+        rng=gen,
+        embedding=embedding,
+        return_cnv=True,
+        **dict(malignant_kwargs or {}),
+    )
+    columns = {
+        "is_malignant": mal["is_malignant"].to_numpy(),
+        "label_source_malignant": "inferred",
+        "confidence_malignant": mal["confidence"].to_numpy(),
+        "cnv_score": mal["cnv_score"].to_numpy(),
+        "cnv_cluster": mal["cnv_cluster"].to_numpy(),
+        "lineage_score": mal["lineage_score"].to_numpy(),
+    }
+    return _MalignantLabels(columns=columns, cnv=cnv)
 
+
+def _keep_malignant_of_double_calls(out: pd.DataFrame) -> None:
+    """A cell labelled both CD8 T and malignant keeps only the malignant label (in place)."""
     both = out["is_cd8"] & out["is_malignant"]
     if both.any():
         # A cell cannot be both; the CD8 call rests on T-cell genes a tumour cell lacks,
@@ -180,10 +269,13 @@ def annotate_identity(
         )
         out.loc[both, "is_cd8"] = False
 
+
+def _with_labels_used(out: pd.DataFrame, *, obs: pd.DataFrame) -> pd.DataFrame:
+    """``out`` with ``cell_type`` (first), ``label_source`` and ``confidence`` of the labels used."""
     if "cell_type" in obs:
         cell_type = obs["cell_type"].astype(str).to_numpy().copy()
     else:
-        cell_type = np.full(n, "other", dtype=object)
+        cell_type = np.full(len(out), "other", dtype=object)
     cell_type = np.where((cell_type == "CD8_T") & ~out["is_cd8"].to_numpy(), "other", cell_type)
     cell_type = np.where(
         (cell_type == "malignant") & ~out["is_malignant"].to_numpy(), "other", cell_type
@@ -194,39 +286,7 @@ def annotate_identity(
     sources = out[["label_source_cd8", "label_source_malignant"]]
     out["label_source"] = np.where((sources == "author").all(axis=1), "author", "inferred")
     out["confidence"] = out[["confidence_cd8", "confidence_malignant"]].min(axis=1)
-    logger.info(
-        "Identity: %d CD8 T cells (%s), %d malignant cells (%s)",
-        int(out["is_cd8"].sum()),
-        out["label_source_cd8"].iloc[0] if n else "-",
-        int(out["is_malignant"].sum()),
-        out["label_source_malignant"].iloc[0] if n else "-",
-    )
-    if return_cnv:
-        return out, cnv
     return out
-
-
-#: Columns of the per-cell identity table (:func:`identity_table`).
-IDENTITY_COLUMNS: tuple[str, ...] = (
-    "cell",
-    "patient",
-    "cell_type",
-    "cell_type_original",
-    "is_cd8",
-    "is_malignant",
-    "label_source",
-    "label_source_cd8",
-    "label_source_malignant",
-    "confidence",
-    "confidence_cd8",
-    "confidence_malignant",
-    "cd8_score",
-    "cnv_score",
-    "cnv_cluster",
-    "lineage_score",
-    "hidden_labels_is_cd8",
-    "hidden_labels_is_malignant",
-)
 
 
 @dataclass
@@ -325,73 +385,137 @@ def identify_cells(
         "resolution": resolution,
         "return_cnv": True,
     }
+    # the labels used
     calls, cnv = annotate_identity(
         adata, author_labels_present=flags, force_inference=force_inference, rng=rng, **inputs
     )
-    cnv_groups = None
-    cnv_note = (
-        "No copy-number inference ran: the malignant labels used are the authors' and the "
-        "agreement check is off."
-    )
-    if cnv is not None:
-        cnv_groups = pd.Series(
-            np.where(calls["is_malignant"], "malignant", "non-malignant"), index=calls.index
-        )
-        cnv_note = "Copy-number profiles of the malignant-cell inference (the labels used)."
-    hidden = None
-    any_author = flags["cd8"] or flags["malignant"]
-    if not any_author:
-        table = _agreement_rows(None, adata.obs, author_labels=flags)
+    profiles = _labels_used_profiles(calls, cnv=cnv)
+    # agreement with the authors' labels
+    if not (flags["cd8"] or flags["malignant"]):
+        checked = _Agreement(_agreement_rows(None, adata.obs, author_labels=flags), None, profiles)
     elif force_inference:
-        hidden = calls
-        table = _agreement_rows(calls, adata.obs, author_labels=flags)
+        checked = _Agreement(
+            _agreement_rows(calls, adata.obs, author_labels=flags), calls, profiles
+        )
     elif not agreement:
         table = _agreement_rows(
             None, adata.obs, author_labels=flags, note="not computed (agreement switched off)"
         )
+        checked = _Agreement(table, None, profiles)
     else:
-        hidden_adata = ad.AnnData(
-            X=adata.X,
-            obs=pd.DataFrame(index=adata.obs_names),
-            var=pd.DataFrame(index=adata.var_names),
+        checked = _hidden_label_agreement(
+            adata, flags=flags, rng=rng, inputs=inputs, profiles=profiles
         )
-        hidden_adata.uns["cd8exo"] = dict(adata.uns.get("cd8exo", {}))
-        try:
-            hidden, hidden_cnv = annotate_identity(
-                hidden_adata, author_labels_present=False, rng=rng, **inputs
+    _log_agreement(checked.table)
+    return IdentityResult(
+        calls=calls,
+        author_labels=flags,
+        agreement=checked.table,
+        hidden=checked.hidden,
+        cnv=checked.profiles.cnv,
+        cnv_groups=checked.profiles.groups,
+        cnv_note=checked.profiles.note,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# The steps of identify_cells
+# --------------------------------------------------------------------------- #
+class _CNVProfiles(NamedTuple):
+    """The copy-number profiles kept (:attr:`IdentityResult.cnv` and the two after it)."""
+
+    cnv: CNVResult | None
+    groups: pd.Series | None
+    note: str
+
+
+class _Agreement(NamedTuple):
+    """The agreement rows, the calls they come from, and the profiles kept after that run."""
+
+    table: pd.DataFrame
+    hidden: pd.DataFrame | None
+    profiles: _CNVProfiles
+
+
+def _labels_used_profiles(calls: pd.DataFrame, *, cnv: CNVResult | None) -> _CNVProfiles:
+    """The profiles of the run that gave the labels used (None: malignant labels are the authors')."""
+    if cnv is None:
+        note = (
+            "No copy-number inference ran: the malignant labels used are the authors' and the "
+            "agreement check is off."
+        )
+        return _CNVProfiles(cnv=None, groups=None, note=note)
+    groups = pd.Series(
+        np.where(calls["is_malignant"], "malignant", "non-malignant"), index=calls.index
+    )
+    note = "Copy-number profiles of the malignant-cell inference (the labels used)."
+    return _CNVProfiles(cnv=cnv, groups=groups, note=note)
+
+
+def _hidden_label_agreement(
+    adata: ad.AnnData,
+    *,
+    flags: dict[str, bool],
+    rng: RNGLike,
+    inputs: Mapping[str, object],
+    profiles: _CNVProfiles,
+) -> _Agreement:
+    """The inference run again with every author label hidden, compared with the authors'."""
+    hidden_adata = ad.AnnData(
+        X=adata.X,
+        obs=pd.DataFrame(index=adata.obs_names),
+        var=pd.DataFrame(index=adata.var_names),
+    )
+    hidden_adata.uns["cd8exo"] = dict(adata.uns.get("cd8exo", {}))
+    try:
+        hidden, hidden_cnv = annotate_identity(
+            hidden_adata, author_labels_present=False, rng=rng, **inputs
+        )
+    except ValueError as error:
+        logger.warning("Inference with the author labels hidden failed: %s", error)
+        if profiles.cnv is None:
+            profiles = profiles._replace(
+                note=f"No copy-number profiles: the inference with the author labels hidden failed ({error})."
             )
-        except ValueError as error:
-            logger.warning("Inference with the author labels hidden failed: %s", error)
-            if cnv is None:
-                cnv_note = f"No copy-number profiles: the inference with the author labels hidden failed ({error})."
-            table = _agreement_rows(
-                None,
-                adata.obs,
-                author_labels=flags,
-                note=f"inference with the author labels hidden failed: {error}",
-            )
-        else:
-            table = _agreement_rows(hidden, adata.obs, author_labels=flags)
-            if cnv is None:
-                cnv = hidden_cnv
-                cnv_note = (
-                    "Copy-number profiles of the inference with the author labels hidden "
-                    "(agreement check); the malignant labels used are the authors'."
-                )
-                author = adata.obs["malignant"].fillna(False).astype(bool).to_numpy()
-                called = hidden["is_malignant"].to_numpy()
-                cnv_groups = pd.Series(
-                    np.select(
-                        [author & called, author & ~called, ~author & called],
-                        [
-                            "malignant: author and inferred",
-                            "malignant: author only",
-                            "malignant: inferred only",
-                        ],
-                        default="non-malignant",
-                    ),
-                    index=hidden.index,
-                )
+        table = _agreement_rows(
+            None,
+            adata.obs,
+            author_labels=flags,
+            note=f"inference with the author labels hidden failed: {error}",
+        )
+        return _Agreement(table, None, profiles)
+    table = _agreement_rows(hidden, adata.obs, author_labels=flags)
+    if profiles.cnv is None:
+        profiles = _hidden_run_profiles(adata.obs, hidden=hidden, cnv=hidden_cnv)
+    return _Agreement(table, hidden, profiles)
+
+
+def _hidden_run_profiles(
+    obs: pd.DataFrame, *, hidden: pd.DataFrame, cnv: CNVResult | None
+) -> _CNVProfiles:
+    """The hidden-label run's profiles, grouped by the authors' and the inferred malignant label."""
+    author = obs["malignant"].fillna(False).astype(bool).to_numpy()
+    called = hidden["is_malignant"].to_numpy()
+    groups = pd.Series(
+        np.select(
+            [author & called, author & ~called, ~author & called],
+            [
+                "malignant: author and inferred",
+                "malignant: author only",
+                "malignant: inferred only",
+            ],
+            default="non-malignant",
+        ),
+        index=hidden.index,
+    )
+    note = (
+        "Copy-number profiles of the inference with the author labels hidden "
+        "(agreement check); the malignant labels used are the authors'."
+    )
+    return _CNVProfiles(cnv=cnv, groups=groups, note=note)
+
+
+def _log_agreement(table: pd.DataFrame) -> None:
     for _, row in table.iterrows():
         logger.info(
             "Agreement %s: precision %.3f, recall %.3f, F1 %.3f (support %s)%s",
@@ -402,105 +526,3 @@ def identify_cells(
             row["support"],
             f" - {row['note']}" if row["note"] else "",
         )
-    return IdentityResult(
-        calls=calls,
-        author_labels=flags,
-        agreement=table,
-        hidden=hidden,
-        cnv=cnv,
-        cnv_groups=cnv_groups,
-        cnv_note=cnv_note,
-    )
-
-
-def annotated_obs(obs: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
-    """``obs`` with the labels used: cell_type, malignant, their source and confidence.
-
-    Parameters
-    ----------
-    obs
-        ``obs`` of the harmonised AnnData; not modified.
-    calls
-        :func:`annotate_identity` output for the same cells.
-
-    Returns
-    -------
-    A copy of ``obs`` with ``cell_type`` and ``malignant`` from ``calls`` and the new
-    columns ``label_source`` (author/inferred), ``label_source_cd8``,
-    ``label_source_malignant`` and ``identity_confidence`` (0-1; 1 for author labels).
-    """
-    if not calls.index.equals(obs.index):
-        msg = "annotated_obs: the calls are not for the same cells, in the same order, as obs."
-        raise ValueError(msg)
-    out = obs.copy()
-    out["cell_type"] = pd.Categorical(calls["cell_type"].astype(str), categories=list(CELL_TYPES))
-    out["malignant"] = calls["is_malignant"].astype(bool).to_numpy()
-    for column in ("label_source", "label_source_cd8", "label_source_malignant"):
-        out[column] = pd.Categorical(
-            calls[column].astype(str).to_numpy(), categories=["author", "inferred"]
-        )
-    out["identity_confidence"] = calls["confidence"].astype(float).to_numpy()
-    return out
-
-
-def identity_table(result: IdentityResult, *, obs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: the labels used, their source and confidence, the inference scores.
-
-    Parameters
-    ----------
-    result
-        :func:`identify_cells` output.
-    obs
-        ``obs`` of the harmonised AnnData (for ``patient`` and ``cell_type_original``).
-
-    Returns
-    -------
-    The columns :data:`IDENTITY_COLUMNS`; ``hidden_labels_is_cd8`` and
-    ``hidden_labels_is_malignant`` are the calls of the hidden-label run (empty when it
-    did not run).
-    """
-    calls = result.calls
-    table = calls.copy()
-    table["cell_type"] = table["cell_type"].astype(str)
-    table.insert(0, "cell", calls.index.to_numpy())
-    table["patient"] = obs["patient"].astype(str).reindex(calls.index).to_numpy()
-    original = (
-        obs["cell_type_original"].astype(str)
-        if "cell_type_original" in obs
-        else pd.Series("", index=obs.index)
-    )
-    table["cell_type_original"] = original.reindex(calls.index).to_numpy()
-    for column in ("is_cd8", "is_malignant"):
-        hidden = (
-            result.hidden[column].astype("boolean")
-            if result.hidden is not None
-            else pd.Series(pd.NA, index=calls.index, dtype="boolean")
-        )
-        table[f"hidden_labels_{column}"] = hidden.reindex(calls.index).to_numpy()
-    return table[list(IDENTITY_COLUMNS)].reset_index(drop=True)
-
-
-def read_identity_references(
-    cd8_markers: Sequence[str | Path], lineage_markers: str | Path, gene_positions: str | Path
-) -> dict[str, pd.DataFrame]:
-    """Read the identity step's reference tables as :func:`identify_cells` takes them.
-
-    Parameters
-    ----------
-    cd8_markers
-        CD8 marker tables, concatenated in order (``resources/markers/``
-        ``cd8_identity_markers.tsv`` and ``cd8_support_markers.tsv``).
-    lineage_markers
-        ``resources/markers/malignant_lineage_markers.tsv``.
-    gene_positions
-        ``resources/genome/hg38_gencode_v27_gene_pos.txt`` (no header).
-
-    Returns
-    -------
-    The keywords ``cd8_markers``, ``lineage_markers`` and ``gene_positions``.
-    """
-    return {
-        "cd8_markers": pd.concat([read_tsv(p, what="CD8 markers") for p in cd8_markers]),
-        "lineage_markers": read_tsv(lineage_markers, what="lineage markers"),
-        "gene_positions": pd.read_csv(gene_positions, sep="\t", header=None),
-    }

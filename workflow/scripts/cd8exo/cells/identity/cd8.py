@@ -179,21 +179,112 @@ def call_cd8(
     _check_log_normalised(adata, where="call_cd8")
     parsed = _parse_cd8_markers(markers)
     gen = as_rng(rng)
+    recipe = {"n_top_genes": n_top_genes, "n_pcs": n_pcs, "n_neighbors": n_neighbors}
     if embedding is None:
-        embedding = embed_cells(
-            adata,
-            rng=gen,
-            n_top_genes=n_top_genes,
-            n_pcs=n_pcs,
-            n_neighbors=n_neighbors,
-            resolution=resolution,
-        )
+        embedding = embed_cells(adata, rng=gen, resolution=resolution, **recipe)
     _check_embedding(embedding, adata)
     x = adata.X if sp.issparse(adata.X) else np.asarray(adata.X)
     if sp.issparse(x):
         x = sp.csr_matrix(x)
-    var_names = adata.var_names
+    columns = _marker_columns(adata.var_names, parsed=parsed)
+    # 1. T-cell compartment
+    result = _t_cell_compartment(
+        x,
+        embedding=embedding,
+        obs_names=adata.obs_names,
+        t_cols=columns.t_cell,
+        min_t_fraction=min_t_fraction,
+    )
+    t_index = np.nonzero(result["t_compartment"].to_numpy())[0]
+    if len(t_index) < min_t_cells:
+        logger.warning(
+            "Only %d cells in the T-cell compartment (< min_t_cells=%d): no CD8 T cells called",
+            len(t_index),
+            min_t_cells,
+        )
+        return result
+    xt = x[t_index]
+    # 2. sub-clusters
+    light = _light(xt, adata.obs_names[t_index], adata.var_names)
+    _embed_light(light, rng=gen, resolution=t_resolution, **recipe)
+    # 3. score
+    scores = _cd8_scores(
+        xt,
+        light=light,
+        columns=columns,
+        gen=gen,
+        t_resolution=t_resolution,
+        support_weight=support_weight,
+        cluster_weight=cluster_weight,
+        n_cluster_runs=n_cluster_runs,
+    )
+    # 4. threshold
+    threshold = _cd8_threshold(
+        xt,
+        scores=scores,
+        cd4_cols=columns.cd4,
+        cluster_weight=cluster_weight,
+        min_separation=min_separation,
+    )
+    # 5. NK gate
+    nk_gated = _nk_gate(xt, smoother=scores.smoother, columns=columns)
+    _set_t_compartment_calls(
+        result,
+        t_index=t_index,
+        scores=scores,
+        threshold=threshold,
+        nk_gated=nk_gated,
+        connectivities=light.obsp["connectivities"],
+    )
+    return result
 
+
+# --------------------------------------------------------------------------- #
+# The steps of call_cd8
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class _CD8Columns:
+    """Columns of ``X`` holding each marker group of :class:`_CD8Markers`."""
+
+    t_cell: np.ndarray
+    cd8: np.ndarray
+    support: np.ndarray
+    #: one per negative gate
+    negative: dict[str, np.ndarray]
+    nk: np.ndarray
+    #: the CD3/CD8 genes whose absence the NK gate needs (:data:`NK_ABSENT_GENES`)
+    nk_absent: np.ndarray
+    #: the negative gates' CD4 and Treg genes (the canonical contrast)
+    cd4: np.ndarray
+
+
+@dataclass(frozen=True)
+class _CD8Scores:
+    """Step 3: scores of the T-compartment cells."""
+
+    #: smoothed CD8A/CD8B
+    cd8_evidence: np.ndarray
+    #: the cell's score: its own smoothed score and its sub-clusters' mean, weighted
+    score: np.ndarray
+    #: sub-cluster of the first Leiden partition
+    subcluster: np.ndarray
+    #: kNN smoothing operator of the compartment's graph
+    smoother: sp.csr_matrix
+
+
+@dataclass(frozen=True)
+class _CD8Threshold:
+    """Step 4: the call before the NK gate, and how it was made."""
+
+    call: np.ndarray
+    #: Otsu's threshold (NaN when the canonical contrast decided)
+    threshold: float
+    separation: float
+    method: str
+
+
+def _marker_columns(var_names: pd.Index, *, parsed: _CD8Markers) -> _CD8Columns:
+    """The columns of every marker group; the T-cell and CD8 markers must be present."""
     t_cols, _ = _gene_columns(var_names, parsed.t_cell, what="T-cell markers")
     cd8_cols, _ = _gene_columns(var_names, parsed.cd8, what="CD8 markers")
     if len(t_cols) == 0 or len(cd8_cols) == 0:
@@ -220,7 +311,26 @@ def call_cd8(
         ],
         what="CD4 markers",
     )
+    return _CD8Columns(
+        t_cell=t_cols,
+        cd8=cd8_cols,
+        support=support_cols,
+        negative=negative_cols,
+        nk=nk_cols,
+        nk_absent=absent_cols,
+        cd4=cd4_cols,
+    )
 
+
+def _t_cell_compartment(
+    x,
+    *,
+    embedding: ad.AnnData,
+    obs_names: pd.Index,
+    t_cols: np.ndarray,
+    min_t_fraction: float,
+) -> pd.DataFrame:
+    """Step 1: the clusters detecting T-cell markers; the result table, outside them filled in."""
     clusters = embedding.obs["cluster"].astype(str).to_numpy()
     t_detected = _any_detected(x, t_cols)
     fraction = pd.Series(t_detected).groupby(clusters).mean()
@@ -234,47 +344,41 @@ def call_cd8(
     )
     global_smoother = _smoother(embedding.obsp["connectivities"])
     neighbourhood_t = _smooth(global_smoother, t_detected.astype(float), steps=1)
-
-    result = pd.DataFrame(
+    n_obs = len(clusters)
+    return pd.DataFrame(
         {
-            "is_cd8": np.zeros(adata.n_obs, dtype=bool),
-            "cd8_score": np.full(adata.n_obs, np.nan),
+            "is_cd8": np.zeros(n_obs, dtype=bool),
+            "cd8_score": np.full(n_obs, np.nan),
             "cd8_threshold": np.nan,
             "cluster": clusters,
             "t_compartment": in_t,
             "t_subcluster": "",
-            "nk_gated": np.zeros(adata.n_obs, dtype=bool),
+            "nk_gated": np.zeros(n_obs, dtype=bool),
             "confidence": np.clip(1.0 - neighbourhood_t, 0.0, 1.0),
             "method": "outside T-cell compartment",
         },
-        index=adata.obs_names,
+        index=obs_names,
     )
-    n_t = int(in_t.sum())
-    if n_t < min_t_cells:
-        logger.warning(
-            "Only %d cells in the T-cell compartment (< min_t_cells=%d): no CD8 T cells called",
-            n_t,
-            min_t_cells,
-        )
-        return result
 
-    t_index = np.nonzero(in_t)[0]
-    xt = x[t_index]
-    light = _light(xt, adata.obs_names[t_index], var_names)
-    _embed_light(
-        light,
-        rng=gen,
-        n_top_genes=n_top_genes,
-        n_pcs=n_pcs,
-        n_neighbors=n_neighbors,
-        resolution=t_resolution,
-    )
+
+def _cd8_scores(
+    xt,
+    *,
+    light: ad.AnnData,
+    columns: _CD8Columns,
+    gen: np.random.Generator,
+    t_resolution: float,
+    support_weight: float,
+    cluster_weight: float,
+    n_cluster_runs: int,
+) -> _CD8Scores:
+    """Step 3: kNN-smoothed marker score of each T-compartment cell and its sub-clusters' mean."""
     smoother = _smoother(light.obsp["connectivities"])
-    cd8_evidence = _smooth(smoother, _module_mean(xt, cd8_cols))
-    support = _smooth(smoother, _module_mean(xt, support_cols))
+    cd8_evidence = _smooth(smoother, _module_mean(xt, columns.cd8))
+    support = _smooth(smoother, _module_mean(xt, columns.support))
     negative = sum(
-        (_smooth(smoother, _module_mean(xt, cols)) for cols in negative_cols.values()),
-        start=np.zeros(len(t_index)),
+        (_smooth(smoother, _module_mean(xt, cols)) for cols in columns.negative.values()),
+        start=np.zeros(xt.shape[0]),
     )
     cell_score = cd8_evidence + support_weight * support - negative
     sub = light.obs["cluster"].astype(str).to_numpy()
@@ -294,56 +398,94 @@ def call_cd8(
         labels = light.obs["_rerun"].astype(str).to_numpy()
         cluster_means.append(pd.Series(cell_score).groupby(labels).transform("mean").to_numpy())
     cluster_mean = np.mean(cluster_means, axis=0)
-    score = (1 - cluster_weight) * cell_score + cluster_weight * cluster_mean
+    return _CD8Scores(
+        cd8_evidence=cd8_evidence,
+        score=(1 - cluster_weight) * cell_score + cluster_weight * cluster_mean,
+        subcluster=sub,
+        smoother=smoother,
+    )
 
+
+def _cd8_threshold(
+    xt,
+    *,
+    scores: _CD8Scores,
+    cd4_cols: np.ndarray,
+    cluster_weight: float,
+    min_separation: float,
+) -> _CD8Threshold:
+    """Step 4: Otsu's threshold, or the canonical CD8 vs CD4 contrast when not bimodal."""
+    score = scores.score
     threshold, separation = _otsu(score)
     if separation >= min_separation:
-        call = score >= threshold
-        method = "markers: kNN-smoothed + cluster score, Otsu threshold"
-    else:
-        cd4 = _smooth(smoother, _module_mean(xt, cd4_cols))
-        contrast = (1 - cluster_weight) * (cd8_evidence - cd4) + cluster_weight * (
-            pd.Series(cd8_evidence - cd4).groupby(sub).transform("mean").to_numpy()
+        return _CD8Threshold(
+            call=score >= threshold,
+            threshold=threshold,
+            separation=separation,
+            method="markers: kNN-smoothed + cluster score, Otsu threshold",
         )
-        call = contrast > 0
-        threshold = float("nan")
-        method = "markers: canonical CD8 vs CD4 contrast (scores not bimodal)"
-        logger.info(
-            "CD8 scores are not bimodal (Otsu separation %.2f < %.2f): calling by the CD8A/CD8B "
-            "vs CD4/CD40LG/FOXP3 contrast",
-            separation,
-            min_separation,
-        )
+    cd8_evidence = scores.cd8_evidence
+    cd4 = _smooth(scores.smoother, _module_mean(xt, cd4_cols))
+    contrast = (1 - cluster_weight) * (cd8_evidence - cd4) + cluster_weight * (
+        pd.Series(cd8_evidence - cd4).groupby(scores.subcluster).transform("mean").to_numpy()
+    )
+    logger.info(
+        "CD8 scores are not bimodal (Otsu separation %.2f < %.2f): calling by the CD8A/CD8B "
+        "vs CD4/CD40LG/FOXP3 contrast",
+        separation,
+        min_separation,
+    )
+    return _CD8Threshold(
+        call=contrast > 0,
+        threshold=float("nan"),
+        separation=separation,
+        method="markers: canonical CD8 vs CD4 contrast (scores not bimodal)",
+    )
 
-    # NK gate: cell-level absence of CD3/CD8, confirmed by its neighbourhood.
-    nk_cell = _any_detected(xt, nk_cols) & ~_any_detected(xt, absent_cols)
-    neighbourhood_cd3 = _smooth(smoother, _any_detected(xt, absent_cols).astype(float), steps=1)
-    nk_gated = nk_cell & (neighbourhood_cd3 < 0.5)
-    call = call & ~nk_gated
 
+def _nk_gate(xt, *, smoother: sp.csr_matrix, columns: _CD8Columns) -> np.ndarray:
+    """Step 5: NK cells, by cell-level absence of CD3/CD8, confirmed by their neighbourhood."""
+    nk_cell = _any_detected(xt, columns.nk) & ~_any_detected(xt, columns.nk_absent)
+    neighbourhood_cd3 = _smooth(
+        smoother, _any_detected(xt, columns.nk_absent).astype(float), steps=1
+    )
+    return nk_cell & (neighbourhood_cd3 < 0.5)
+
+
+def _set_t_compartment_calls(
+    result: pd.DataFrame,
+    *,
+    t_index: np.ndarray,
+    scores: _CD8Scores,
+    threshold: _CD8Threshold,
+    nk_gated: np.ndarray,
+    connectivities: sp.csr_matrix,
+) -> None:
+    """Into ``result``: the T-compartment cells' calls (NK-gated cells are not CD8), confidence."""
+    score = scores.score
+    call = threshold.call & ~nk_gated
     spread = float(np.std(score)) or 1.0
     margin = (
-        np.clip(np.abs(score - threshold) / spread, 0.0, 1.0)
-        if np.isfinite(threshold)
+        np.clip(np.abs(score - threshold.threshold) / spread, 0.0, 1.0)
+        if np.isfinite(threshold.threshold)
         else np.full(len(score), 0.5)
     )
-    agreement = _neighbour_agreement(light.obsp["connectivities"], call)
+    agreement = _neighbour_agreement(connectivities, call)
     result.iloc[t_index, result.columns.get_loc("is_cd8")] = call
     result.iloc[t_index, result.columns.get_loc("cd8_score")] = score
-    result["cd8_threshold"] = threshold
-    result.iloc[t_index, result.columns.get_loc("t_subcluster")] = sub
+    result["cd8_threshold"] = threshold.threshold
+    result.iloc[t_index, result.columns.get_loc("t_subcluster")] = scores.subcluster
     result.iloc[t_index, result.columns.get_loc("nk_gated")] = nk_gated
     result.iloc[t_index, result.columns.get_loc("confidence")] = 0.5 * agreement + 0.5 * margin
     result.iloc[t_index, result.columns.get_loc("method")] = np.where(
-        nk_gated, "NK gate (NK marker, no CD3/CD8)", method
+        nk_gated, "NK gate (NK marker, no CD3/CD8)", threshold.method
     )
     logger.info(
         "CD8 T cells: %d of %d T-compartment cells (threshold %.3f, Otsu separation %.2f, "
         "%d NK-gated)",
         int(call.sum()),
-        n_t,
-        threshold,
-        separation,
+        len(t_index),
+        threshold.threshold,
+        threshold.separation,
         int(nk_gated.sum()),
     )
-    return result

@@ -1,10 +1,14 @@
-"""Malignant cells called from compartments, lineage markers and copy-number coherence."""
+"""Malignant cells called from compartments, lineage markers and copy-number coherence.
+
+The compartments and the cancer types' lineage markers are in
+:mod:`cd8exo.cells.identity.compartments` (re-exported here).
+"""
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
@@ -19,236 +23,22 @@ from cd8exo.cells.identity.cnv import (
     _gene_positions_frame,
     _run_infercnv,
 )
+from cd8exo.cells.identity.compartments import (
+    CANCER_TYPE_LINEAGES,
+    KNOWN_CANCER_TYPES,
+    _resolve_cancer_type,
+    find_compartments,
+)
 from cd8exo.cells.identity.graph import (
     _check_embedding,
     _check_log_normalised,
-    _gene_columns,
-    _module_mean,
     _neighbour_agreement,
-    _otsu,
     embed_cells,
 )
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CANCER_TYPE_LINEAGES", "KNOWN_CANCER_TYPES", "call_malignant", "find_compartments"]
-
-#: Lineage-marker groups of ``malignant_lineage_markers.tsv`` used for each cancer type.
-#: Types mapped to ``()`` have no lineage markers: malignant cells are called from the
-#: copy-number profiles and the non-malignant compartments alone.
-CANCER_TYPE_LINEAGES: dict[str, tuple[str, ...]] = {
-    "melanoma": ("melanoma malignant cells",),
-    "carcinoma": (
-        "epithelial (carcinoma lineage)",
-        "epithelial (carcinoma lineage; lung-biased)",
-    ),
-    "glioma": (),
-    "other": (),
-}
-
-
-#: Common names of cancer types, mapped onto :data:`CANCER_TYPE_LINEAGES`.
-CANCER_TYPE_ALIASES: dict[str, str] = {
-    "skcm": "melanoma",
-    "breast": "carcinoma",
-    "brca": "carcinoma",
-    "tnbc": "carcinoma",
-    "lung": "carcinoma",
-    "luad": "carcinoma",
-    "lusc": "carcinoma",
-    "nsclc": "carcinoma",
-    "head_and_neck": "carcinoma",
-    "hnscc": "carcinoma",
-    "hnsc": "carcinoma",
-    "colorectal": "carcinoma",
-    "crc": "carcinoma",
-    "ovarian": "carcinoma",
-    "pancreatic": "carcinoma",
-    "endometrial": "carcinoma",
-    "ucec": "carcinoma",
-    "gastric": "carcinoma",
-    "liver": "carcinoma",
-    "hcc": "carcinoma",
-    "kidney": "carcinoma",
-    "rcc": "carcinoma",
-    "prostate": "carcinoma",
-    "bladder": "carcinoma",
-    "oligodendroglioma": "glioma",
-    "astrocytoma": "glioma",
-    "glioblastoma": "glioma",
-    "gbm": "glioma",
-}
-
-
-#: Every cancer type name :func:`call_malignant` accepts (the ``cancer_type`` column of the
-#: dataset sheet is checked against these).
-KNOWN_CANCER_TYPES: tuple[str, ...] = tuple(
-    sorted(set(CANCER_TYPE_LINEAGES) | set(CANCER_TYPE_ALIASES))
-)
-
-
-def _resolve_cancer_type(cancer_type: str | None) -> tuple[str, ...]:
-    if cancer_type is None:
-        return ()
-    key = str(cancer_type).strip().lower().replace(" ", "_").replace("-", "_")
-    key = CANCER_TYPE_ALIASES.get(key, key)
-    if key not in CANCER_TYPE_LINEAGES:
-        known = sorted(set(CANCER_TYPE_LINEAGES) | set(CANCER_TYPE_ALIASES))
-        msg = (
-            f"Unknown cancer type {cancer_type!r}. Use one of {known}, or None (or 'other') to "
-            "call malignant cells from copy-number profiles alone."
-        )
-        raise ValueError(msg)
-    return CANCER_TYPE_LINEAGES[key]
-
-
-def _parse_lineage_markers(
-    markers: pd.DataFrame, lineage_groups: Sequence[str]
-) -> tuple[dict[str, list[str]], list[str]]:
-    """Non-malignant compartments (``use == "negative"``) and the lineage genes."""
-    missing = [c for c in ("gene", "group", "use") if c not in markers.columns]
-    if missing:
-        msg = (
-            f"The lineage marker table lacks the column(s) {missing} (it has "
-            f"{list(markers.columns)}); use resources/markers/malignant_lineage_markers.tsv."
-        )
-        raise ValueError(msg)
-    table = markers.assign(
-        gene=markers["gene"].astype(str).str.strip(),
-        group=markers["group"].astype(str).str.strip(),
-        use=markers["use"].astype(str).str.strip(),
-    )
-    negative = table[table["use"] == "negative"]
-    # "CAF / fibroblast (exclude)" -> "CAF / fibroblast"
-    names = negative["group"].str.replace(r"\s*\(exclude\)\s*$", "", regex=True)
-    compartments = {k: v.tolist() for k, v in negative["gene"].groupby(names, sort=True)}
-    absent = [g for g in lineage_groups if g not in set(table["group"])]
-    if absent:
-        msg = (
-            f"The lineage marker table has no group(s) {absent}; its groups are "
-            f"{sorted(set(table['group']))}."
-        )
-        raise ValueError(msg)
-    lineage = table.loc[
-        table["group"].isin(lineage_groups) & (table["use"] == "positive"), "gene"
-    ].tolist()
-    if not compartments:
-        msg = "The lineage marker table has no rows with use == 'negative' (immune/stromal gates)."
-        raise ValueError(msg)
-    return compartments, lineage
-
-
-def find_compartments(
-    adata: ad.AnnData,
-    *,
-    markers: pd.DataFrame,
-    cancer_type: str | None = None,
-    embedding: ad.AnnData | None = None,
-    rng: RNGLike = 0,
-    min_contrast: float = 3.0,
-) -> pd.DataFrame:
-    """Assign Leiden clusters to non-malignant compartments or to the tumour lineage.
-
-    Every cell gets one score per marker group (mean ln(CP10k+1) of its genes). For
-    each group the clusters' mean scores are split in two by Otsu's threshold; the group
-    is *present* when the high class's mean is at least ``min_contrast`` times the low
-    class's (a group absent from the data only varies by noise, while a present one, even
-    when it dominates most clusters, leaves a gap), and then every cluster of the high
-    class is eligible for it. A cluster is assigned the eligible group with the highest
-    mean score, or "unassigned". Groups: the non-malignant compartments (``use == "negative"``:
-    immune, CAF / fibroblast, endothelial) and, when the cancer type has lineage
-    markers, ``"lineage"``.
-
-    Parameters
-    ----------
-    adata
-        Contract AnnData; not modified.
-    markers
-        ``resources/markers/malignant_lineage_markers.tsv`` (columns gene, group, use).
-    cancer_type
-        Selects the lineage markers (:data:`CANCER_TYPE_LINEAGES`,
-        :data:`CANCER_TYPE_ALIASES`); None: no lineage group.
-    embedding
-        A precomputed :func:`embed_cells` result.
-    rng
-        Generator or seed (used only when ``embedding`` is None).
-    min_contrast
-        Ratio of the high to the low class of cluster means for a group to be present.
-
-    Returns
-    -------
-    One row per cell: ``cluster``, ``compartment`` (a compartment name, "lineage" or
-    "unassigned"), ``lineage_score`` (NaN without lineage markers) and one
-    ``score_<group>`` column per compartment.
-    """
-    _check_log_normalised(adata, where="find_compartments")
-    lineage_groups = _resolve_cancer_type(cancer_type)
-    compartments, lineage = _parse_lineage_markers(markers, lineage_groups)
-    if embedding is None:
-        embedding = embed_cells(adata, rng=rng)
-    _check_embedding(embedding, adata)
-    clusters = embedding.obs["cluster"].astype(str).to_numpy()
-    scores = {}
-    for name, genes in compartments.items():
-        cols, _ = _gene_columns(adata.var_names, genes, what=f"{name} markers")
-        scores[name] = _module_mean(adata.X, cols)
-    if lineage:
-        cols, present = _gene_columns(adata.var_names, lineage, what="lineage markers")
-        if not present:
-            msg = (
-                f"None of the lineage markers of cancer type {cancer_type!r} is in the data; "
-                "check var_names are HGNC symbols, or pass cancer_type=None."
-            )
-            raise ValueError(msg)
-        scores["lineage"] = _module_mean(adata.X, cols)
-    table = pd.DataFrame(scores, index=adata.obs_names)
-    means = table.groupby(clusters).mean()
-    eligible = pd.DataFrame(False, index=means.index, columns=means.columns)
-    for group in means.columns:
-        values = means[group].to_numpy()
-        threshold, _ = _otsu(values)
-        high = values >= threshold
-        if high.all() or not high.any():
-            continue
-        low_mean = values[~high].mean()
-        if values[high].mean() >= min_contrast * low_mean and values[high].mean() > 0:
-            eligible[group] = high
-        else:
-            logger.info(
-                "marker group %r: no cluster stands out (high/low cluster means %.3f/%.3f)",
-                group,
-                values[high].mean(),
-                low_mean,
-            )
-    # among the groups a cluster is eligible for, the highest mean expression wins
-    best = means.where(eligible, -np.inf).idxmax(axis=1).where(eligible.any(axis=1), "unassigned")
-    for k in means.index:
-        logger.info(
-            "cluster %s -> %s (%s)",
-            k,
-            best[k],
-            ", ".join(f"{g}={means.loc[k, g]:.2f}" for g in means.columns),
-        )
-    result = pd.DataFrame(
-        {
-            "cluster": clusters,
-            "compartment": best.reindex(clusters).to_numpy(),
-            "lineage_score": table["lineage"].to_numpy() if lineage else np.nan,
-        },
-        index=adata.obs_names,
-    )
-    for name in compartments:
-        result[f"score_{name}"] = table[name].to_numpy()
-    return result
-
-
-def _cluster_profiles(matrix: sp.csr_matrix, labels: np.ndarray) -> pd.Series:
-    """Mean |mean profile| of each cluster: the copy-number signal shared by its cells."""
-    out = {}
-    for label in pd.unique(labels):
-        rows = labels == label
-        out[label] = float(np.abs(np.asarray(matrix[rows].mean(axis=0)).ravel()).mean())
-    return pd.Series(out)
 
 
 def call_malignant(
@@ -345,26 +135,163 @@ def call_malignant(
     _check_log_normalised(adata, where="call_malignant")
     gen = as_rng(rng)
     lineage_groups = _resolve_cancer_type(cancer_type)
+    reference_mask = _checked_reference_mask(
+        reference_mask,
+        lineage_markers=lineage_markers,
+        n_obs=adata.n_obs,
+        min_reference_cells=min_reference_cells,
+    )
+    positions = _cnv_gene_positions(adata, gene_positions=gene_positions, window_size=window_size)
+    if embedding is None:
+        embedding = embed_cells(adata, rng=gen, resolution=resolution)
+    compartments = _expression_compartments(
+        adata,
+        embedding=embedding,
+        lineage_markers=lineage_markers,
+        cancer_type=cancer_type,
+        lineage_groups=lineage_groups,
+    )
+    # 1. reference
+    reference = _reference_cells(
+        compartments, reference_mask=reference_mask, min_reference_cells=min_reference_cells
+    )
+    # 2. copy-number profiles and their clusters
+    window = _Window(size=window_size, step=step, n_jobs=n_jobs)
+    profiles = _copy_number_profiles(adata, positions=positions, reference=reference, window=window)
+    cnv_clusters = _copy_number_clusters(
+        profiles.matrix, obs_names=adata.obs_names, gen=gen, cnv_resolution=cnv_resolution
+    )
+    # 3. positional coherence
+    coherence = _positional_coherence(
+        profiles,
+        cnv_cluster=cnv_clusters.labels,
+        positions=positions,
+        is_reference=reference.is_reference,
+        obs_names=adata.obs_names,
+        gen=gen,
+        window=window,
+        n_permutations=n_permutations,
+        min_coherence=min_coherence,
+        max_cells_per_cluster=max_cells_per_cluster,
+    )
+    # 4. call
+    result = _malignant_calls(
+        obs_names=adata.obs_names,
+        compartments=compartments,
+        reference=reference,
+        profiles=profiles,
+        cnv_clusters=cnv_clusters,
+        coherence=coherence,
+        min_coherence=min_coherence,
+    )
+    if return_cnv:
+        return result, CNVResult(
+            matrix=profiles.matrix, obs_names=adata.obs_names.copy(), chr_pos=profiles.chr_pos
+        )
+    return result
+
+
+# --------------------------------------------------------------------------- #
+# The steps of call_malignant
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class _Compartments:
+    """Per cell: its expression cluster, the cluster's compartment and the lineage gate."""
+
+    #: Leiden cluster of the expression embedding
+    cluster: np.ndarray
+    #: compartment name, "lineage" or "unassigned"
+    compartment: np.ndarray
+    #: NaN without lineage markers
+    lineage_score: np.ndarray
+    #: in an immune, stromal or endothelial compartment
+    non_malignant: np.ndarray
+    #: the cancer type has lineage markers and they were given: malignant cells need "lineage"
+    has_lineage: bool
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """Step 1: the non-malignant reference cells and their categories."""
+
+    is_reference: np.ndarray
+    #: per cell: its reference category ("" outside the reference)
+    categories: np.ndarray
+    #: the categories kept (sorted), one reference profile each
+    kept: list[str]
+
+
+@dataclass(frozen=True)
+class _Window:
+    """infercnvpy's running window (genes), step and worker processes."""
+
+    size: int
+    step: int
+    n_jobs: int
+
+
+@dataclass(frozen=True)
+class _Profiles:
+    """Step 2: copy-number profiles of every cell and what they were computed from."""
+
+    #: expression of the positioned genes (cells x genes)
+    genes: np.ndarray | sp.csr_matrix
+    #: mean expression of each reference category (categories x genes)
+    reference: np.ndarray
+    matrix: sp.csr_matrix
+    chr_pos: dict[str, int]
+    cnv_score: np.ndarray
+
+
+@dataclass(frozen=True)
+class _CopyNumberClusters:
+    """Step 2: Leiden clusters of the profiles and their kNN graph."""
+
+    labels: np.ndarray
+    connectivities: sp.csr_matrix
+
+
+@dataclass(frozen=True)
+class _Coherence:
+    """Step 3: per CNV cluster, its coherence and whether it is aberrant."""
+
+    coherence: pd.Series
+    aberrant: pd.Series
+
+
+def _checked_reference_mask(
+    reference_mask: np.ndarray | pd.Series | None,
+    *,
+    lineage_markers: pd.DataFrame | None,
+    n_obs: int,
+    min_reference_cells: int,
+) -> np.ndarray | None:
+    """``reference_mask`` as a boolean array (None: found from ``lineage_markers``), checked."""
     if lineage_markers is None and reference_mask is None:
         msg = (
             "call_malignant needs lineage_markers (to find immune and stromal reference cells) "
             "or an explicit reference_mask."
         )
         raise ValueError(msg)
-    if reference_mask is not None:
-        reference_mask = np.asarray(reference_mask, dtype=bool)
-        if reference_mask.shape != (adata.n_obs,):
-            msg = (
-                f"reference_mask has shape {reference_mask.shape}; it needs one boolean per "
-                f"cell ({adata.n_obs})."
-            )
-            raise ValueError(msg)
-        if reference_mask.sum() < min_reference_cells:
-            msg = (
-                f"reference_mask marks {int(reference_mask.sum())} reference cells; at least "
-                f"{min_reference_cells} confidently non-malignant cells are needed."
-            )
-            raise ValueError(msg)
+    if reference_mask is None:
+        return None
+    mask = np.asarray(reference_mask, dtype=bool)
+    if mask.shape != (n_obs,):
+        msg = f"reference_mask has shape {mask.shape}; it needs one boolean per cell ({n_obs})."
+        raise ValueError(msg)
+    if mask.sum() < min_reference_cells:
+        msg = (
+            f"reference_mask marks {int(mask.sum())} reference cells; at least "
+            f"{min_reference_cells} confidently non-malignant cells are needed."
+        )
+        raise ValueError(msg)
+    return mask
+
+
+def _cnv_gene_positions(
+    adata: ad.AnnData, *, gene_positions: pd.DataFrame, window_size: int
+) -> pd.DataFrame:
+    """Positions of the data's genes that take part in the copy-number inference."""
     positions = _gene_positions_frame(gene_positions)
     positions = positions.loc[positions.index.intersection(adata.var_names)]
     positions = positions[~positions["chromosome"].isin(["chrM", "chrMT"])]
@@ -385,11 +312,19 @@ def call_malignant(
         )
         raise ValueError(msg)
     logger.info("%d of %d genes have a genomic position", len(positions), adata.n_vars)
-    if embedding is None:
-        embedding = embed_cells(adata, rng=gen, resolution=resolution)
-    _check_embedding(embedding, adata)
-    clusters = embedding.obs["cluster"].astype(str).to_numpy()
+    return positions
 
+
+def _expression_compartments(
+    adata: ad.AnnData,
+    *,
+    embedding: ad.AnnData,
+    lineage_markers: pd.DataFrame | None,
+    cancer_type: str | None,
+    lineage_groups: tuple[str, ...],
+) -> _Compartments:
+    """The compartment of every cell's expression cluster (:func:`find_compartments`)."""
+    _check_embedding(embedding, adata)
     if lineage_markers is not None:
         comp = find_compartments(
             adata, markers=lineage_markers, cancer_type=cancer_type, embedding=embedding
@@ -401,7 +336,6 @@ def call_malignant(
         lineage_score = np.full(adata.n_obs, np.nan)
         if lineage_groups:
             logger.warning("cancer_type given without lineage_markers: no lineage gating")
-    non_malignant = ~np.isin(compartment, ["lineage", "unassigned"])
     has_lineage = bool(lineage_groups) and lineage_markers is not None
     if has_lineage and not (compartment == "lineage").any():
         logger.warning(
@@ -409,10 +343,27 @@ def call_malignant(
             "lineage gate. Check cancer_type, or set it to None to call from CNVs alone.",
             cancer_type,
         )
+    return _Compartments(
+        cluster=embedding.obs["cluster"].astype(str).to_numpy(),
+        compartment=compartment,
+        lineage_score=lineage_score,
+        non_malignant=~np.isin(compartment, ["lineage", "unassigned"]),
+        has_lineage=has_lineage,
+    )
 
+
+def _reference_cells(
+    compartments: _Compartments,
+    *,
+    reference_mask: np.ndarray | None,
+    min_reference_cells: int,
+) -> _Reference:
+    """Step 1: the reference cells, one category per reference cluster."""
+    compartment, clusters = compartments.compartment, compartments.cluster
     if reference_mask is None:
-        is_reference = non_malignant.copy()
-        if has_lineage:
+        is_reference = compartments.non_malignant.copy()
+        if compartments.has_lineage:
+            lineage_score = compartments.lineage_score
             lineage_top = pd.Series(lineage_score[compartment == "lineage"]).mean()
             if np.isfinite(lineage_top):
                 is_reference &= lineage_score <= 0.5 * lineage_top
@@ -438,25 +389,44 @@ def call_malignant(
         len(kept),
         ", ".join(kept),
     )
+    return _Reference(is_reference=is_reference, categories=categories, kept=kept)
 
+
+def _copy_number_profiles(
+    adata: ad.AnnData, *, positions: pd.DataFrame, reference: _Reference, window: _Window
+) -> _Profiles:
+    """Step 2: infercnvpy profiles of every cell against the reference categories."""
     x = sp.csr_matrix(adata.X) if sp.issparse(adata.X) else np.asarray(adata.X)
     gene_cols = adata.var_names.get_indexer(positions.index)
     xg = x[:, gene_cols]
-    reference = np.vstack([np.asarray(xg[categories == cat].mean(axis=0)).ravel() for cat in kept])
+    means = np.vstack(
+        [np.asarray(xg[reference.categories == cat].mean(axis=0)).ravel() for cat in reference.kept]
+    )
     matrix, chr_pos = _run_infercnv(
         xg,
         adata.obs_names,
         positions,
-        reference=reference,
-        window_size=window_size,
-        step=step,
-        n_jobs=n_jobs,
+        reference=means,
+        window_size=window.size,
+        step=window.step,
+        n_jobs=window.n_jobs,
     )
-    cnv_score = np.asarray(abs(matrix).mean(axis=1)).ravel()
+    return _Profiles(
+        genes=xg,
+        reference=means,
+        matrix=matrix,
+        chr_pos=chr_pos,
+        cnv_score=np.asarray(abs(matrix).mean(axis=1)).ravel(),
+    )
 
-    # copy-number clusters
-    work = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names))
-    n_comps = int(max(2, min(30, matrix.shape[1] - 1, adata.n_obs - 2)))
+
+def _copy_number_clusters(
+    matrix: sp.csr_matrix, *, obs_names: pd.Index, gen: np.random.Generator, cnv_resolution: float
+) -> _CopyNumberClusters:
+    """Step 2: PCA, kNN and Leiden on the profiles."""
+    n_obs = len(obs_names)
+    work = ad.AnnData(obs=pd.DataFrame(index=obs_names))
+    n_comps = int(max(2, min(30, matrix.shape[1] - 1, n_obs - 2)))
     work.obsm["X_cnv_pca"] = sc.pp.pca(
         matrix,
         n_comps=n_comps,
@@ -471,7 +441,7 @@ def call_malignant(
         sc.pp.neighbors(
             work,
             use_rep="X_cnv_pca",
-            n_neighbors=int(min(15, adata.n_obs - 1)),
+            n_neighbors=int(min(15, n_obs - 1)),
             random_state=seed_from(gen),
         )
     sc.tl.leiden(
@@ -483,8 +453,35 @@ def call_malignant(
         directed=False,
         key_added="cnv_cluster",
     )
-    cnv_cluster = work.obs["cnv_cluster"].astype(str).to_numpy()
+    return _CopyNumberClusters(
+        labels=work.obs["cnv_cluster"].astype(str).to_numpy(),
+        connectivities=work.obsp["connectivities"],
+    )
 
+
+def _cluster_profiles(matrix: sp.csr_matrix, labels: np.ndarray) -> pd.Series:
+    """Mean |mean profile| of each cluster: the copy-number signal shared by its cells."""
+    out = {}
+    for label in pd.unique(labels):
+        rows = labels == label
+        out[label] = float(np.abs(np.asarray(matrix[rows].mean(axis=0)).ravel()).mean())
+    return pd.Series(out)
+
+
+def _positional_coherence(
+    profiles: _Profiles,
+    *,
+    cnv_cluster: np.ndarray,
+    positions: pd.DataFrame,
+    is_reference: np.ndarray,
+    obs_names: pd.Index,
+    gen: np.random.Generator,
+    window: _Window,
+    n_permutations: int,
+    min_coherence: float,
+    max_cells_per_cluster: int,
+) -> _Coherence:
+    """Step 3: each CNV cluster's profile strength with the real over shuffled gene orders."""
     # positional coherence on a bounded subsample of every cluster
     subsample = np.concatenate(
         [
@@ -493,7 +490,7 @@ def call_malignant(
         ]
     )
     subsample.sort()
-    real = _cluster_profiles(matrix[subsample], cnv_cluster[subsample])
+    real = _cluster_profiles(profiles.matrix[subsample], cnv_cluster[subsample])
     shuffled = []
     for _ in range(n_permutations):
         order = gen.permutation(len(positions))
@@ -502,13 +499,13 @@ def call_malignant(
             ["chromosome", "start", "end"]
         ].to_numpy()
         perm_matrix, _ = _run_infercnv(
-            xg[subsample],
-            adata.obs_names[subsample],
+            profiles.genes[subsample],
+            obs_names[subsample],
             permuted,
-            reference=reference,
-            window_size=window_size,
-            step=step,
-            n_jobs=n_jobs,
+            reference=profiles.reference,
+            window_size=window.size,
+            step=window.step,
+            n_jobs=window.n_jobs,
         )
         shuffled.append(_cluster_profiles(perm_matrix, cnv_cluster[subsample]))
     null = pd.concat(shuffled, axis=1).mean(axis=1)
@@ -525,36 +522,49 @@ def call_malignant(
             reference_fraction[k],
             " -> aberrant" if aberrant[k] else "",
         )
+    return _Coherence(coherence=coherence, aberrant=aberrant)
 
+
+def _malignant_calls(
+    *,
+    obs_names: pd.Index,
+    compartments: _Compartments,
+    reference: _Reference,
+    profiles: _Profiles,
+    cnv_clusters: _CopyNumberClusters,
+    coherence: _Coherence,
+    min_coherence: float,
+) -> pd.DataFrame:
+    """Step 4: the call of every cell and its confidence (the table :func:`call_malignant` returns)."""
+    cnv_cluster = cnv_clusters.labels
+    aberrant = coherence.aberrant
     cell_aberrant = aberrant.reindex(cnv_cluster).to_numpy(dtype=bool)
-    call = cell_aberrant & ~is_reference & ~non_malignant
-    if has_lineage:
-        call &= compartment == "lineage"
-    cell_coherence = coherence.reindex(cnv_cluster).to_numpy(dtype=float)
+    call = cell_aberrant & ~reference.is_reference & ~compartments.non_malignant
+    if compartments.has_lineage:
+        call &= compartments.compartment == "lineage"
+    cell_coherence = coherence.coherence.reindex(cnv_cluster).to_numpy(dtype=float)
     margin = np.clip(
         np.abs(np.log(np.maximum(cell_coherence, 1e-6) / min_coherence)) / np.log(1.5), 0.0, 1.0
     )
-    agreement = _neighbour_agreement(work.obsp["connectivities"], call)
+    agreement = _neighbour_agreement(cnv_clusters.connectivities, call)
     result = pd.DataFrame(
         {
             "is_malignant": call,
-            "cnv_score": cnv_score,
+            "cnv_score": profiles.cnv_score,
             "cnv_cluster": cnv_cluster,
             "cnv_coherence": cell_coherence,
-            "is_reference": is_reference,
-            "compartment": compartment,
-            "lineage_score": lineage_score,
+            "is_reference": reference.is_reference,
+            "compartment": compartments.compartment,
+            "lineage_score": compartments.lineage_score,
             "confidence": 0.5 * agreement + 0.5 * margin,
         },
-        index=adata.obs_names,
+        index=obs_names,
     )
     logger.info(
         "Malignant cells: %d of %d (%d aberrant CNV cluster(s) of %d)",
         int(call.sum()),
-        adata.n_obs,
+        len(obs_names),
         int(aberrant.sum()),
         len(aberrant),
     )
-    if return_cnv:
-        return result, CNVResult(matrix=matrix, obs_names=adata.obs_names.copy(), chr_pos=chr_pos)
     return result
