@@ -35,7 +35,7 @@ import urllib.request
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anndata as ad
 
@@ -116,6 +116,115 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+class _Query(NamedTuple):
+    """What a Census query asks for, and where it is read (``where``, for messages)."""
+
+    version: str
+    organism: str
+    value_filter: str
+    where: str
+
+
+def _query(census: Mapping[str, Any], *, uri: str | None) -> _Query:
+    """The query of a registry entry's ``census`` block; warns about possible duplicates."""
+    version = str(census.get("census_version") or "stable")
+    organism = census.get("organism", "Homo sapiens")
+    value_filter = census["obs_value_filter"]
+    if "is_primary_data" not in value_filter:
+        logger.warning(
+            "the Census filter %r does not select is_primary_data == True: a cell present in "
+            "several datasets is returned once per dataset",
+            value_filter,
+        )
+    return _Query(version, organism, value_filter, uri or f"Census {version}")
+
+
+def _read_cells(handle: Any, query: _Query) -> ad.AnnData:
+    """The matching cells and their counts, from an open Census; stops when none match."""
+    import cellxgene_census
+
+    species = query.organism.lower().replace(" ", "_")
+    cells = (
+        handle["census_data"][species]
+        .obs.read(
+            value_filter=query.value_filter,
+            column_names=["soma_joinid", "dataset_id", "donor_id"],
+        )
+        .concat()
+        .to_pandas()
+    )
+    if cells.empty:
+        msg = (
+            f"the CELLxGENE query {query.value_filter!r} ({query.where}, {query.organism}) "
+            "matched no cells; check the dataset id or the filter's column names and values "
+            "(the Census schema: https://chanzuckerberg.github.io/cellxgene-census/)."
+        )
+        raise DownloadError(msg)
+    logger.info(
+        "%d cells match (%d dataset(s), %d donor(s)); reading their counts",
+        len(cells),
+        cells["dataset_id"].nunique(),
+        cells.groupby(["dataset_id", "donor_id"], observed=True).ngroups,
+    )
+    with warnings.catch_warnings():
+        # the query's obs has a RangeIndex, which anndata turns into strings
+        warnings.simplefilter("ignore", ad.ImplicitModificationWarning)
+        return cellxgene_census.get_anndata(
+            handle, organism=query.organism, obs_coords=cells["soma_joinid"].to_numpy()
+        )
+
+
+def _query_failed(
+    error: BaseException,
+    query: _Query,
+    *,
+    uri: str | None,
+    dest: Path,
+    local_dir: str | Path | None,
+) -> DownloadError:
+    """The error to raise for a failed query: OfflineError when the Census was not reached."""
+    text = _first_line(error)
+    offline = uri is None or any(
+        word in text for word in ("Failed to connect", "Couldn't connect", "Connection")
+    )
+    kind = OfflineError if offline else DownloadError
+    msg = (
+        f"the CELLxGENE query {query.value_filter!r} failed on {query.where}: {text}. Check "
+        "`download: census: uri:` and `tiledb_config:` in the workflow config and the "
+        "filter's column names; or save the cells (an h5ad in the CELLxGENE schema, raw "
+        f"counts) into {_where_to_put(dest, local_dir)}."
+    )
+    return kind(msg)
+
+
+def _write_result(
+    adata: ad.AnnData, dest: Path, *, query: _Query, lock_file: str | Path | None
+) -> None:
+    """Write the cells to ``<dest>.part``, check or record its checksum, rename it to ``dest``."""
+    # what was asked, not where it was read: a mirror gives the same bytes as the original
+    adata.uns["census_query"] = {
+        "census_version": query.version,
+        "organism": query.organism,
+        "obs_value_filter": query.value_filter,
+    }
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    adata.write_h5ad(part)
+    digest = sha256sum(part)
+    _commit_part(
+        part,
+        dest,
+        digest,
+        expected=lookup_checksum(dest.name, lock_file=lock_file),
+        source=f"first query, recorded in {lock_file}",
+        lock_file=lock_file,
+        origin=query.where,
+        what="The query result",
+        hint="A different Census version, mirror or package version gives other bytes. ",
+    )
+    logger.info("%s: %d cells written (sha256 %s)", dest, adata.n_obs, digest[:12])
+
+
 def query_census(
     census: Mapping[str, Any],
     dest: str | Path,
@@ -166,92 +275,23 @@ def query_census(
     import tiledbsoma
 
     dest = Path(dest)
-    version = str(census.get("census_version") or "stable")
-    organism = census.get("organism", "Homo sapiens")
-    value_filter = census["obs_value_filter"]
-    if "is_primary_data" not in value_filter:
-        logger.warning(
-            "the Census filter %r does not select is_primary_data == True: a cell present in "
-            "several datasets is returned once per dataset",
-            value_filter,
-        )
+    query = _query(census, uri=uri)
     if uri is None:
-        _check_release_directory(version, dest=dest, local_dir=local_dir, timeout=timeout)
-    where = uri or f"Census {version}"
+        _check_release_directory(query.version, dest=dest, local_dir=local_dir, timeout=timeout)
     settings = census_tiledb_config(tiledb_config, retries=retries, timeout=timeout)
-    logger.info("querying CELLxGENE %s (%s): %s", where, organism, value_filter)
+    logger.info("querying CELLxGENE %s (%s): %s", query.where, query.organism, query.value_filter)
     started = time.monotonic()
     try:
         with cellxgene_census.open_soma(
-            census_version=None if uri else version, uri=uri, tiledb_config=settings
+            census_version=None if uri else query.version, uri=uri, tiledb_config=settings
         ) as handle:
-            species = organism.lower().replace(" ", "_")
-            cells = (
-                handle["census_data"][species]
-                .obs.read(
-                    value_filter=value_filter,
-                    column_names=["soma_joinid", "dataset_id", "donor_id"],
-                )
-                .concat()
-                .to_pandas()
-            )
-            if cells.empty:
-                msg = (
-                    f"the CELLxGENE query {value_filter!r} ({where}, {organism}) matched no "
-                    "cells; check the dataset id or the filter's column names and values "
-                    "(the Census schema: https://chanzuckerberg.github.io/cellxgene-census/)."
-                )
-                raise DownloadError(msg)
-            logger.info(
-                "%d cells match (%d dataset(s), %d donor(s)); reading their counts",
-                len(cells),
-                cells["dataset_id"].nunique(),
-                cells.groupby(["dataset_id", "donor_id"], observed=True).ngroups,
-            )
-            with warnings.catch_warnings():
-                # the query's obs has a RangeIndex, which anndata turns into strings
-                warnings.simplefilter("ignore", ad.ImplicitModificationWarning)
-                adata = cellxgene_census.get_anndata(
-                    handle, organism=organism, obs_coords=cells["soma_joinid"].to_numpy()
-                )
+            adata = _read_cells(handle, query)
     except DownloadError:
         raise
     except (tiledbsoma.SOMAError, OSError, KeyError, ValueError) as error:
-        text = _first_line(error)
-        offline = uri is None or any(
-            word in text for word in ("Failed to connect", "Couldn't connect", "Connection")
-        )
-        kind = OfflineError if offline else DownloadError
-        msg = (
-            f"the CELLxGENE query {value_filter!r} failed on {where}: {text}. Check "
-            "`download: census: uri:` and `tiledb_config:` in the workflow config and the "
-            "filter's column names; or save the cells (an h5ad in the CELLxGENE schema, raw "
-            f"counts) into {_where_to_put(dest, local_dir)}."
-        )
-        raise kind(msg) from error
+        raise _query_failed(error, query, uri=uri, dest=dest, local_dir=local_dir) from error
     logger.info(
         "read %d cells x %d genes in %.1f s", adata.n_obs, adata.n_vars, time.monotonic() - started
     )
-    # what was asked, not where it was read: a mirror gives the same bytes as the original
-    adata.uns["census_query"] = {
-        "census_version": version,
-        "organism": organism,
-        "obs_value_filter": value_filter,
-    }
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    adata.write_h5ad(part)
-    digest = sha256sum(part)
-    _commit_part(
-        part,
-        dest,
-        digest,
-        expected=lookup_checksum(dest.name, lock_file=lock_file),
-        source=f"first query, recorded in {lock_file}",
-        lock_file=lock_file,
-        origin=where,
-        what="The query result",
-        hint="A different Census version, mirror or package version gives other bytes. ",
-    )
-    logger.info("%s: %d cells written (sha256 %s)", dest, adata.n_obs, digest[:12])
+    _write_result(adata, dest, query=query, lock_file=lock_file)
     return dest

@@ -54,7 +54,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cd8exo._utils import sha256sum
 from cd8exo.errors import ChecksumError, DownloadError
@@ -86,6 +86,166 @@ def _link_or_copy(source: Path, dest: Path) -> None:
         part = dest.with_name(dest.name + ".part")
         shutil.copyfile(source, part)
         os.replace(part, dest)
+
+
+class _Expected(NamedTuple):
+    """What the file called ``name`` must be, and where its checksum is recorded."""
+
+    name: str
+    sha256: str | None
+    source: str
+    size: int | None
+    lock_file: str | Path | None
+
+
+def _expected(
+    name: str, *, sha256: str | None, size: int | None, lock_file: str | Path | None
+) -> _Expected:
+    """The registry checksum if there is one, else the lock file's (``None``: none yet)."""
+    expected, source = (sha256.lower(), "registry sha256") if sha256 else (None, "")
+    if expected is None:
+        expected = lookup_checksum(name, lock_file=lock_file)
+        source = f"first download, recorded in {lock_file}"
+    return _Expected(name, expected, source, size, lock_file)
+
+
+def _wrong_size(path: Path, *, expected: _Expected) -> str | None:
+    actual = path.stat().st_size
+    if expected.size is None or actual == expected.size:
+        return None
+    return f"{path.name} has {actual} bytes, the registry says {expected.size}. "
+
+
+def _accept_unverified(path: Path, *, expected: _Expected, digest: str, origin: str | None) -> None:
+    _record_or_warn(
+        expected.lock_file,
+        filename=expected.name,
+        digest=digest,
+        size=path.stat().st_size,
+        origin=origin,
+    )
+
+
+def _use_present(dest: Path, *, expected: _Expected, url: str | None) -> None:
+    """Step 1: accept the ``dest`` that is already there, or stop (moving a bad file aside)."""
+    digest = sha256sum(dest)
+    size_problem = _wrong_size(dest, expected=expected)
+    if size_problem and not dest.is_symlink():
+        aside = _aside_name(dest, digest)
+        os.replace(dest, aside)
+        msg = f"{size_problem}It was moved aside to {aside}; the next run downloads it again."
+        raise ChecksumError(msg)
+    if size_problem:
+        msg = f"{size_problem}{dest} links to {dest.resolve()}, which was left untouched."
+        raise ChecksumError(msg)
+    if expected.sha256 is None:
+        _accept_unverified(dest, expected=expected, digest=digest, origin=url)
+        logger.info("%s: present, checksum recorded", dest)
+        return
+    if digest == expected.sha256:
+        logger.info("%s: present and verified (sha256 %s)", dest, digest[:12])
+        return
+    if dest.is_symlink():
+        msg = _checksum_message(
+            dest.resolve(), actual=digest, expected=expected.sha256, source=expected.source,
+            extra=f"{dest} links to it; it was left untouched. ",
+        )  # fmt: skip
+        raise ChecksumError(msg)
+    aside = _aside_name(dest, digest)
+    os.replace(dest, aside)
+    msg = _checksum_message(
+        dest, actual=digest, expected=expected.sha256, source=expected.source,
+        extra=f"The file was moved aside to {aside}. ",
+    )  # fmt: skip
+    raise ChecksumError(msg)
+
+
+def _use_local(dest: Path, *, local_dir: str | Path, expected: _Expected, url: str | None) -> bool:
+    """Step 2: link ``dest`` to the user's verified file; ``False`` when there is none."""
+    name = expected.name
+    candidate = Path(local_dir) / name
+    if not candidate.is_file():
+        logger.info("%s: not in local_dir %s; downloading", name, local_dir)
+        return False
+    digest = sha256sum(candidate)
+    size_problem = _wrong_size(candidate, expected=expected)
+    if size_problem:
+        msg = f"{size_problem}Your file {candidate} was left untouched."
+        raise ChecksumError(msg)
+    if expected.sha256 is not None and digest != expected.sha256:
+        msg = _checksum_message(
+            candidate, actual=digest, expected=expected.sha256, source=expected.source,
+            extra="Your file was left untouched. ",
+        )  # fmt: skip
+        raise ChecksumError(msg)
+    if expected.sha256 is None:
+        _accept_unverified(candidate, expected=expected, digest=digest, origin=url)
+    _link_or_copy(candidate, dest)
+    logger.info("%s: using %s (sha256 %s)", name, candidate, digest[:12])
+    return True
+
+
+class _Retry(NamedTuple):
+    """How often a failed transfer is tried again, and how long to wait in between."""
+
+    retries: int
+    backoff: float
+    sleep: Callable[[float], None]
+
+
+def _download(
+    url: str,
+    part: Path,
+    *,
+    name: str,
+    folder: Path,
+    retry: _Retry,
+    timeout: float,
+    chunk_size: int,
+    progress_step: int,
+) -> None:
+    """Step 3: bring ``url`` into ``part``, resuming it, retrying transient failures."""
+    for attempt in range(retry.retries + 1):
+        try:
+            _transfer(
+                url, part, name=name, timeout=timeout, chunk_size=chunk_size,
+                progress_step=progress_step, folder=folder,
+            )  # fmt: skip
+            return
+        except _Transient as error:
+            if attempt == retry.retries:
+                msg = (
+                    f"giving up on {url} after {retry.retries + 1} attempts (last: {error}). "
+                    f"The partial file {part} is kept and will be resumed by the next run; or "
+                    f"download the file by hand into {folder}/ as '{name}'."
+                )
+                raise DownloadError(msg) from error
+            delay = retry.backoff * 2**attempt
+            logger.warning(
+                "%s: %s; retry %d of %d in %.1f s", name, error, attempt + 1, retry.retries, delay
+            )
+            retry.sleep(delay)
+
+
+def _verify_and_rename(part: Path, dest: Path, *, expected: _Expected, url: str) -> None:
+    """Step 4: hash ``part``, keep it aside if it is wrong, else record it and rename it."""
+    digest = sha256sum(part)
+    size_problem = _wrong_size(part, expected=expected)
+    if size_problem:
+        aside = _aside_name(dest, digest)
+        os.replace(part, aside)
+        msg = f"{size_problem}The download was kept aside as {aside}; {dest} was not written."
+        raise ChecksumError(msg)
+    _commit_part(
+        part,
+        dest,
+        digest,
+        expected=expected.sha256,
+        source=expected.source,
+        lock_file=expected.lock_file,
+        origin=url,
+    )
+    logger.info("%s: downloaded and verified (sha256 %s)", dest, digest[:12])
 
 
 def fetch(
@@ -151,76 +311,16 @@ def fetch(
     dest = Path(dest)
     name = dest.name
     folder = Path(local_dir) if local_dir is not None else dest.parent
-    expected, source = (sha256.lower(), "registry sha256") if sha256 else (None, "")
-    if expected is None:
-        expected = lookup_checksum(name, lock_file=lock_file)
-        source = f"first download, recorded in {lock_file}"
-
-    def wrong_size(path: Path) -> str | None:
-        actual = path.stat().st_size
-        if size is None or actual == size:
-            return None
-        return f"{path.name} has {actual} bytes, the registry says {size}. "
-
-    def accept_unverified(path: Path, digest: str, origin: str | None) -> None:
-        _record_or_warn(
-            lock_file, filename=name, digest=digest, size=path.stat().st_size, origin=origin
-        )
+    expected = _expected(name, sha256=sha256, size=size, lock_file=lock_file)
 
     # 1. already there
     if dest.exists():
-        digest = sha256sum(dest)
-        size_problem = wrong_size(dest)
-        if size_problem and not dest.is_symlink():
-            aside = _aside_name(dest, digest)
-            os.replace(dest, aside)
-            msg = f"{size_problem}It was moved aside to {aside}; the next run downloads it again."
-            raise ChecksumError(msg)
-        if size_problem:
-            msg = f"{size_problem}{dest} links to {dest.resolve()}, which was left untouched."
-            raise ChecksumError(msg)
-        if expected is None:
-            accept_unverified(dest, digest, url)
-            logger.info("%s: present, checksum recorded", dest)
-            return dest
-        if digest == expected:
-            logger.info("%s: present and verified (sha256 %s)", dest, digest[:12])
-            return dest
-        if dest.is_symlink():
-            msg = _checksum_message(
-                dest.resolve(), actual=digest, expected=expected, source=source,
-                extra=f"{dest} links to it; it was left untouched. ",
-            )  # fmt: skip
-            raise ChecksumError(msg)
-        aside = _aside_name(dest, digest)
-        os.replace(dest, aside)
-        msg = _checksum_message(
-            dest, actual=digest, expected=expected, source=source,
-            extra=f"The file was moved aside to {aside}. ",
-        )  # fmt: skip
-        raise ChecksumError(msg)
+        _use_present(dest, expected=expected, url=url)
+        return dest
 
     # 2. a file the user already has
-    if local_dir is not None:
-        candidate = Path(local_dir) / name
-        if candidate.is_file():
-            digest = sha256sum(candidate)
-            size_problem = wrong_size(candidate)
-            if size_problem:
-                msg = f"{size_problem}Your file {candidate} was left untouched."
-                raise ChecksumError(msg)
-            if expected is not None and digest != expected:
-                msg = _checksum_message(
-                    candidate, actual=digest, expected=expected, source=source,
-                    extra="Your file was left untouched. ",
-                )  # fmt: skip
-                raise ChecksumError(msg)
-            if expected is None:
-                accept_unverified(candidate, digest, url)
-            _link_or_copy(candidate, dest)
-            logger.info("%s: using %s (sha256 %s)", name, candidate, digest[:12])
-            return dest
-        logger.info("%s: not in local_dir %s; downloading", name, local_dir)
+    if local_dir is not None and _use_local(dest, local_dir=local_dir, expected=expected, url=url):
+        return dest
 
     if not url:
         msg = (
@@ -233,39 +333,13 @@ def fetch(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(name + ".part")
     logger.info("downloading %s -> %s", url, dest)
-    for attempt in range(retries + 1):
-        try:
-            _transfer(
-                url, part, name=name, timeout=timeout, chunk_size=chunk_size,
-                progress_step=progress_step, folder=folder,
-            )  # fmt: skip
-            break
-        except _Transient as error:
-            if attempt == retries:
-                msg = (
-                    f"giving up on {url} after {retries + 1} attempts (last: {error}). The partial "
-                    f"file {part} is kept and will be resumed by the next run; or download the "
-                    f"file by hand into {folder}/ as '{name}'."
-                )
-                raise DownloadError(msg) from error
-            delay = backoff * 2**attempt
-            logger.warning(
-                "%s: %s; retry %d of %d in %.1f s", name, error, attempt + 1, retries, delay
-            )
-            sleep(delay)
+    _download(
+        url, part, name=name, folder=folder, retry=_Retry(retries, backoff, sleep),
+        timeout=timeout, chunk_size=chunk_size, progress_step=progress_step,
+    )  # fmt: skip
 
     # 4. verify, record, rename
-    digest = sha256sum(part)
-    size_problem = wrong_size(part)
-    if size_problem:
-        aside = _aside_name(dest, digest)
-        os.replace(part, aside)
-        msg = f"{size_problem}The download was kept aside as {aside}; {dest} was not written."
-        raise ChecksumError(msg)
-    _commit_part(
-        part, dest, digest, expected=expected, source=source, lock_file=lock_file, origin=url
-    )
-    logger.info("%s: downloaded and verified (sha256 %s)", dest, digest[:12])
+    _verify_and_rename(part, dest, expected=expected, url=url)
     return dest
 
 

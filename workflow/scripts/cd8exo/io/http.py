@@ -10,6 +10,7 @@ import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 from cd8exo import __version__
 from cd8exo.errors import DownloadError, NotDataError, OfflineError
@@ -117,45 +118,49 @@ class _Progress:
             self.next_mark = self._mark_after(self.done)
 
 
-def _transfer(
-    url: str,
-    part: Path,
-    *,
-    name: str,
-    timeout: float,
-    chunk_size: int,
-    progress_step: int,
-    folder: Path,
-) -> None:
-    """Bring ``url`` into ``part`` (resuming it); raise _Transient for retryable failures."""
-    offset = part.stat().st_size if part.exists() else 0
+def _request(url: str, *, offset: int) -> urllib.request.Request:
+    """The GET of ``url``, from byte ``offset`` on when there is a partial file."""
     headers = {
         "User-Agent": f"cd8exo/{__version__} (+python urllib)",
         "Accept-Encoding": "identity",
     }
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(url, headers=headers)
+    return urllib.request.Request(url, headers=headers)
+
+
+def _refused(
+    error: urllib.error.HTTPError, *, url: str, part: Path, offset: int, name: str, folder: Path
+) -> None:
+    """An HTTP error answer: return when ``part`` is already whole, else raise what it means."""
+    if error.code == 416 and offset:
+        _, total = _content_range_start_total(error.headers.get("Content-Range"))
+        if total == offset:
+            logger.info("%s: the partial file is already whole (%d bytes)", name, offset)
+            return
+        logger.warning("%s: server refused to resume at byte %d; starting again", name, offset)
+        part.write_bytes(b"")
+        reason = f"HTTP 416 at byte {offset}"
+        raise _Transient(reason) from error
+    if error.code in RETRY_STATUSES:
+        reason = f"HTTP {error.code} {error.reason}"
+        raise _Transient(reason) from error
+    msg = (
+        f"{url} answered HTTP {error.code} ({error.reason}); not retrying. Check the URL in "
+        f"the dataset registry, or download the file by hand into {folder}/ as '{name}'."
+    )
+    raise DownloadError(msg) from error
+
+
+def _open(
+    url: str, *, part: Path, offset: int, name: str, timeout: float, folder: Path
+) -> http.client.HTTPResponse | None:
+    """The server's answer to the (ranged) request; ``None`` when ``part`` is already whole."""
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        return urllib.request.urlopen(_request(url, offset=offset), timeout=timeout)
     except urllib.error.HTTPError as error:
-        if error.code == 416 and offset:
-            _, total = _content_range_start_total(error.headers.get("Content-Range"))
-            if total == offset:
-                logger.info("%s: the partial file is already whole (%d bytes)", name, offset)
-                return
-            logger.warning("%s: server refused to resume at byte %d; starting again", name, offset)
-            part.write_bytes(b"")
-            reason = f"HTTP 416 at byte {offset}"
-            raise _Transient(reason) from error
-        if error.code in RETRY_STATUSES:
-            reason = f"HTTP {error.code} {error.reason}"
-            raise _Transient(reason) from error
-        msg = (
-            f"{url} answered HTTP {error.code} ({error.reason}); not retrying. Check the URL in "
-            f"the dataset registry, or download the file by hand into {folder}/ as '{name}'."
-        )
-        raise DownloadError(msg) from error
+        _refused(error, url=url, part=part, offset=offset, name=name, folder=folder)
+        return None
     except urllib.error.URLError as error:
         if _is_offline(error.reason):
             raise OfflineError(
@@ -171,45 +176,93 @@ def _transfer(
         reason = f"{type(error).__name__}: {error}"
         raise _Transient(reason) from error
 
+
+class _Body(NamedTuple):
+    """Where the answer's body goes in ``part``, and how long the whole file is.
+
+    ``mode`` opens ``part`` (``"ab"`` to resume, ``"wb"`` to start again), ``offset`` is the
+    byte the body starts at, ``total`` the size of the whole file (``None``: unknown).
+    """
+
+    mode: str
+    offset: int
+    total: int | None
+
+
+def _body(response: http.client.HTTPResponse, *, part: Path, offset: int, name: str) -> _Body:
+    """A resumed (206) answer appends to ``part``; any other one rewrites it from byte 0."""
+    status = getattr(response, "status", None) or 200
+    length = response.headers.get("Content-Length") if response.headers else None
+    if status == 206:
+        start, total = _content_range_start_total(response.headers.get("Content-Range"))
+        if start != offset:
+            logger.warning(
+                "%s: server resumed at byte %s, not %d; starting again", name, start, offset
+            )
+            part.write_bytes(b"")
+            reason = "misaligned resume"
+            raise _Transient(reason)
+        logger.info("%s: resuming at %.1f MB", name, offset / 1e6)
+        return _Body("ab", offset, total)
+    if offset:
+        logger.warning(
+            "%s: the server ignored the Range request; downloading again from byte 0", name
+        )
+    return _Body("wb", 0, int(length) if length and length.isdigit() else None)
+
+
+def _write_body(
+    response: http.client.HTTPResponse,
+    part: Path,
+    *,
+    body: _Body,
+    url: str,
+    name: str,
+    chunk_size: int,
+    progress_step: int,
+) -> int:
+    """Check that the answer is data, write it into ``part``; return the bytes ``part`` holds."""
+    content_type = response.headers.get("Content-Type", "") if response.headers else ""
+    progress = _Progress(name, total=body.total, done=body.offset, step=progress_step)
+    try:
+        first = response.read(chunk_size)
+        if body.offset == 0:
+            _check_is_data(first, content_type=content_type, name=name, url=url)
+        elif content_type.lower().startswith("text/html"):
+            _check_is_data(b"<html", content_type=content_type, name=name, url=url)
+        with open(part, body.mode) as handle:
+            chunk = first
+            while chunk:
+                handle.write(chunk)
+                progress.update(len(chunk))
+                chunk = response.read(chunk_size)
+    except (TimeoutError, ConnectionError, http.client.HTTPException) as error:
+        reason = f"transfer interrupted at {progress.done} bytes: {error}"
+        raise _Transient(reason) from error
+    return progress.done
+
+
+def _transfer(
+    url: str,
+    part: Path,
+    *,
+    name: str,
+    timeout: float,
+    chunk_size: int,
+    progress_step: int,
+    folder: Path,
+) -> None:
+    """Bring ``url`` into ``part`` (resuming it); raise _Transient for retryable failures."""
+    offset = part.stat().st_size if part.exists() else 0
+    response = _open(url, part=part, offset=offset, name=name, timeout=timeout, folder=folder)
+    if response is None:
+        return
     with response:
-        status = getattr(response, "status", None) or 200
-        content_type = response.headers.get("Content-Type", "") if response.headers else ""
-        length = response.headers.get("Content-Length") if response.headers else None
-        if status == 206:
-            start, total = _content_range_start_total(response.headers.get("Content-Range"))
-            if start != offset:
-                logger.warning(
-                    "%s: server resumed at byte %s, not %d; starting again", name, start, offset
-                )
-                part.write_bytes(b"")
-                reason = "misaligned resume"
-                raise _Transient(reason)
-            mode = "ab"
-            logger.info("%s: resuming at %.1f MB", name, offset / 1e6)
-        else:
-            if offset:
-                logger.warning(
-                    "%s: the server ignored the Range request; downloading again from byte 0", name
-                )
-            offset = 0
-            total = int(length) if length and length.isdigit() else None
-            mode = "wb"
-        progress = _Progress(name, total=total, done=offset, step=progress_step)
-        try:
-            first = response.read(chunk_size)
-            if offset == 0:
-                _check_is_data(first, content_type=content_type, name=name, url=url)
-            elif content_type.lower().startswith("text/html"):
-                _check_is_data(b"<html", content_type=content_type, name=name, url=url)
-            with open(part, mode) as handle:
-                chunk = first
-                while chunk:
-                    handle.write(chunk)
-                    progress.update(len(chunk))
-                    chunk = response.read(chunk_size)
-        except (TimeoutError, ConnectionError, http.client.HTTPException) as error:
-            reason = f"transfer interrupted at {progress.done} bytes: {error}"
-            raise _Transient(reason) from error
-    if total is not None and progress.done != total:
-        reason = f"truncated transfer: {progress.done} of {total} bytes"
+        body = _body(response, part=part, offset=offset, name=name)
+        done = _write_body(
+            response, part, body=body, url=url, name=name, chunk_size=chunk_size,
+            progress_step=progress_step,
+        )  # fmt: skip
+    if body.total is not None and done != body.total:
+        reason = f"truncated transfer: {done} of {body.total} bytes"
         raise _Transient(reason)

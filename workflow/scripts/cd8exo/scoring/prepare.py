@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -12,7 +12,7 @@ import pandas as pd
 from cd8exo.genes import map_symbols
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from cd8exo.genes import SymbolTables
 logger = logging.getLogger(__name__)
@@ -229,6 +229,93 @@ def receiver_gene_sets(
     return sets
 
 
+class _Guarded(NamedTuple):
+    """A signature after the overlap guard: its matched genes, those removed, those scored."""
+
+    genes: list[str]
+    removed: list[str]
+    scored: list[str]
+
+
+def _receiver_sources(
+    exclude: Mapping[str, Sequence[str]] | None, *, lookup: Callable[[str], tuple[str, str]]
+) -> dict[str, list[str]]:
+    """Gene (as given and as its current symbol) -> the receiver-side sets that hold it."""
+    sources: dict[str, list[str]] = {}
+    for source, genes in (exclude or {}).items():
+        for gene in dict.fromkeys(map(str, genes)):
+            for key in {gene, lookup(gene)[0]}:
+                sources.setdefault(key, []).append(str(source))
+    return sources
+
+
+def _overlap_guard(
+    name: str,
+    genes: list[str],
+    *,
+    sources: Mapping[str, list[str]],
+    lookup: Callable[[str], tuple[str, str]],
+) -> tuple[_Guarded, list[dict[str, str]]]:
+    """Remove a signature's genes that are receiver-side genes; the overlap table's rows."""
+    removed = []
+    rows = []
+    for gene in genes:
+        hits = sources.get(gene) or sources.get(lookup(gene)[0])
+        if hits:
+            removed.append(gene)
+            rows.append(
+                {
+                    "signature": name,
+                    "gene": gene,
+                    "overlaps_with": ",".join(dict.fromkeys(hits)),
+                    "action": "removed from signature",
+                }
+            )
+    scored = [g for g in genes if g not in removed]
+    if removed:
+        logger.warning(
+            "Signature %r: %d gene(s) also tested on the receiver side removed: %s",
+            name,
+            len(removed),
+            ", ".join(removed),
+        )
+    return _Guarded(genes, removed, scored), rows
+
+
+def _skip_reason(row: pd.Series, guarded: _Guarded, *, min_coverage: float) -> str:
+    """Why a signature is not scored; ``""`` when it is."""
+    genes, removed, scored = guarded
+    n_genes = int(row["n_genes"])
+    if not scored and not genes:
+        return f"none of its {n_genes} genes is in the data"
+    if not scored:
+        return f"all {len(genes)} matched genes are receiver-side genes (overlap guard)"
+    if len(scored) / n_genes < min_coverage:
+        return (
+            f"only {len(scored)} of {n_genes} genes scored ({len(scored) / n_genes:.0%}): "
+            f"{int(row['n_missing'])} missing, {len(removed)} removed by the overlap guard; "
+            f"below signatures.min_coverage={min_coverage:g}"
+        )
+    return ""
+
+
+def _log_scored(row: pd.Series, guarded: _Guarded) -> None:
+    """Log how a scored signature's genes were found, rescued, missed or removed."""
+    logger.info(
+        "Signature %r: %d of %d genes scored (%d found, %d rescued by alias%s, "
+        "%d missing%s, %d removed by the overlap guard)",
+        row["signature"],
+        len(guarded.scored),
+        int(row["n_genes"]),
+        int(row["n_found"]),
+        int(row["n_rescued"]),
+        f": {row['genes_rescued']}" if row["genes_rescued"] else "",
+        int(row["n_missing"]),
+        f": {row['genes_missing']}" if row["genes_missing"] else "",
+        len(guarded.removed),
+    )
+
+
 def prepare_signatures(
     signatures: Mapping[str, Sequence[str]],
     var_names: Sequence[str],
@@ -279,72 +366,29 @@ def prepare_signatures(
         raise ValueError(msg)
     coverage = signature_coverage(var_names, signatures, tables=tables)
     lookup = _symbol_lookup(tables)
-    sources: dict[str, list[str]] = {}
-    for source, genes in (exclude or {}).items():
-        for gene in dict.fromkeys(map(str, genes)):
-            for key in {gene, lookup(gene)[0]}:
-                sources.setdefault(key, []).append(str(source))
+    sources = _receiver_sources(exclude, lookup=lookup)
     overlap_rows = []
     kept: dict[str, list[str]] = {}
     for index, row in coverage.iterrows():
         name = row["signature"]
         genes = [g for g in row["genes_scored"].split(",") if g]
-        removed = []
-        for gene in genes:
-            hits = sources.get(gene) or sources.get(lookup(gene)[0])
-            if hits:
-                removed.append(gene)
-                overlap_rows.append(
-                    {
-                        "signature": name,
-                        "gene": gene,
-                        "overlaps_with": ",".join(dict.fromkeys(hits)),
-                        "action": "removed from signature",
-                    }
-                )
-        scored = [g for g in genes if g not in removed]
-        if removed:
-            logger.warning(
-                "Signature %r: %d gene(s) also tested on the receiver side removed: %s",
-                name,
-                len(removed),
-                ", ".join(removed),
-            )
-        n_genes = int(row["n_genes"])
-        reason = ""
-        if not scored and not genes:
-            reason = f"none of its {n_genes} genes is in the data"
-        elif not scored:
-            reason = f"all {len(genes)} matched genes are receiver-side genes (overlap guard)"
-        elif len(scored) / n_genes < min_coverage:
-            reason = (
-                f"only {len(scored)} of {n_genes} genes scored ({len(scored) / n_genes:.0%}): "
-                f"{int(row['n_missing'])} missing, {len(removed)} removed by the overlap guard; "
-                f"below signatures.min_coverage={min_coverage:g}"
-            )
-        coverage.loc[index, ["n_overlap", "n_scored"]] = [len(removed), len(scored)]
+        guarded, rows = _overlap_guard(name, genes, sources=sources, lookup=lookup)
+        overlap_rows.extend(rows)
+        reason = _skip_reason(row, guarded, min_coverage=min_coverage)
+        coverage.loc[index, ["n_overlap", "n_scored"]] = [
+            len(guarded.removed),
+            len(guarded.scored),
+        ]
         coverage.loc[index, ["genes_overlap", "genes_scored"]] = [
-            ",".join(removed),
-            ",".join(scored),
+            ",".join(guarded.removed),
+            ",".join(guarded.scored),
         ]
         if reason:
             coverage.loc[index, ["status", "reason"]] = ["skipped", reason]
             logger.warning("Signature %r skipped: %s", name, reason)
         else:
-            kept[name] = scored
-            logger.info(
-                "Signature %r: %d of %d genes scored (%d found, %d rescued by alias%s, "
-                "%d missing%s, %d removed by the overlap guard)",
-                name,
-                len(scored),
-                n_genes,
-                int(row["n_found"]),
-                int(row["n_rescued"]),
-                f": {row['genes_rescued']}" if row["genes_rescued"] else "",
-                int(row["n_missing"]),
-                f": {row['genes_missing']}" if row["genes_missing"] else "",
-                len(removed),
-            )
+            kept[name] = guarded.scored
+            _log_scored(row, guarded)
     if not kept:
         reasons = "; ".join(f"{r.signature!r}: {r.reason}" for r in coverage.itertuples())
         msg = (

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -72,6 +74,148 @@ def _group_columns_by_mask(masks: np.ndarray) -> list[tuple[np.ndarray, np.ndarr
     unique, inverse = np.unique(masks.T, axis=0, return_inverse=True)
     inverse = np.asarray(inverse).ravel()
     return [(unique[g], np.flatnonzero(inverse == g)) for g in range(unique.shape[0])]
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """How every (signature, target) pair is tested (the arguments of :func:`association_table`)."""
+
+    min_patients: int
+    n_boot: int
+    n_perm: int
+    exact_max: int
+    level: float
+    ci_method: str
+
+
+class _Covariates(NamedTuple):
+    """The covariates of the partial correlation, aligned to the shared patients.
+
+    ``label`` is the ``partial_covariates`` column (the covariate names, or ``"none"``);
+    ``values`` is patients x covariates, ``None`` for no partial correlation.
+    """
+
+    label: str
+    values: np.ndarray | None
+
+
+def _check_arguments(
+    sender: pd.DataFrame,
+    receiver: pd.DataFrame,
+    *,
+    dataset: str,
+    level: float,
+    ci_method: str,
+    family: str,
+    min_patients: int,
+    n_boot: int,
+    n_perm: int,
+) -> None:
+    """Stop on tables without columns and on settings outside their range."""
+    if sender.shape[1] == 0 or receiver.shape[1] == 0:
+        msg = (
+            f"{dataset}: sender has {sender.shape[1]} signature column(s) and receiver "
+            f"{receiver.shape[1]} target column(s); both need at least one."
+        )
+        raise ValueError(msg)
+    _check_level(level)
+    _check_ci_method(ci_method)
+    if family not in _FAMILIES:
+        msg = f"family must be one of {_FAMILIES}, got {family!r}."
+        raise ValueError(msg)
+    if int(min_patients) < 4:
+        msg = (
+            f"min_patients must be at least 4 (leave-one-out needs 3 patients), got {min_patients}."
+        )
+        raise ValueError(msg)
+    if n_boot < 0 or n_perm < 0:
+        msg = f"n_boot and n_perm must be >= 0 (0 skips), got {n_boot} and {n_perm}."
+        raise ValueError(msg)
+
+
+def _shared_patients(sender: pd.DataFrame, receiver: pd.DataFrame, *, dataset: str) -> pd.Index:
+    """The patients in both tables (in sender order); the others are named in the log."""
+    patients = sender.index.intersection(receiver.index, sort=False)
+    dropped = sender.index.symmetric_difference(receiver.index)
+    if len(dropped):
+        logger.info(
+            "%s: %d patient(s) are in only one of sender/receiver and are not used: %s",
+            dataset,
+            len(dropped),
+            ", ".join(map(str, dropped)),
+        )
+    if len(patients) == 0:
+        msg = (
+            f"{dataset}: sender and receiver share no patient; both tables must be indexed "
+            "by the same patient ids."
+        )
+        raise ValueError(msg)
+    return patients
+
+
+def _covariate_values(
+    covariates: pd.DataFrame | None, patients: pd.Index, *, dataset: str
+) -> _Covariates:
+    """The covariates of ``patients`` (NaN for a patient without them, named in the log)."""
+    if covariates is None:
+        return _Covariates("none", None)
+    covariates = _check_numeric_table(covariates, name="covariates")
+    values = covariates.reindex(patients).to_numpy()
+    absent = patients.difference(covariates.index)
+    if len(absent):
+        logger.warning(
+            "%s: no covariates for patient(s) %s; they are left out of the partial correlation",
+            dataset,
+            ", ".join(map(str, absent)),
+        )
+    return _Covariates(",".join(map(str, covariates.columns)), values)
+
+
+def _signature_blocks(
+    sender: pd.DataFrame,
+    receiver: pd.DataFrame,
+    *,
+    covariates: np.ndarray | None,
+    settings: _Settings,
+    rng: np.random.Generator | int | None,
+) -> pd.DataFrame:
+    """The statistics of every (signature, target) pair, one child generator per signature."""
+    x_all = sender.to_numpy()
+    y_all = receiver.to_numpy()
+    labels = sender.index.astype(str).to_numpy()
+    generators = as_rng(rng).spawn(sender.shape[1])
+    blocks = []
+    for s, signature in enumerate(sender.columns):
+        block = _signature_block(
+            x_all[:, s],
+            y_all,
+            labels=labels,
+            covariates=covariates,
+            settings=settings,
+            rng=generators[s],
+        )
+        block.insert(0, "target", receiver.columns.astype(str))
+        block.insert(0, "signature", str(signature))
+        blocks.append(block)
+    return pd.concat(blocks, ignore_index=True)
+
+
+def _adjust_in_families(table: pd.DataFrame, *, dataset: str, family: str) -> None:
+    """Benjamini-Hochberg q values within each multiple-testing family (``table`` in place)."""
+    table["q_value"] = np.nan
+    table["perm_q_value"] = np.nan
+    table["family"] = ""
+    table["family_size"] = 0
+    keys = ["signature"] if family == "signature" else []
+    groups = table.groupby(keys, sort=False) if keys else [((), table)]
+    for key, rows in groups:
+        label = f"dataset={dataset}"
+        if keys:
+            label += f";signature={key[0] if isinstance(key, tuple) else key}"
+        table.loc[rows.index, "q_value"] = benjamini_hochberg(rows["p_value"].to_numpy())
+        table.loc[rows.index, "perm_q_value"] = benjamini_hochberg(rows["perm_p_value"].to_numpy())
+        table.loc[rows.index, "family"] = label
+        table.loc[rows.index, "family_size"] = int(rows["p_value"].notna().sum())
 
 
 def association_table(
@@ -147,96 +291,172 @@ def association_table(
     """
     sender = _check_numeric_table(sender, name="sender")
     receiver = _check_numeric_table(receiver, name="receiver")
-    if sender.shape[1] == 0 or receiver.shape[1] == 0:
-        msg = (
-            f"{dataset}: sender has {sender.shape[1]} signature column(s) and receiver "
-            f"{receiver.shape[1]} target column(s); both need at least one."
-        )
-        raise ValueError(msg)
-    _check_level(level)
-    _check_ci_method(ci_method)
-    if family not in _FAMILIES:
-        msg = f"family must be one of {_FAMILIES}, got {family!r}."
-        raise ValueError(msg)
-    if int(min_patients) < 4:
-        msg = (
-            f"min_patients must be at least 4 (leave-one-out needs 3 patients), got {min_patients}."
-        )
-        raise ValueError(msg)
-    if n_boot < 0 or n_perm < 0:
-        msg = f"n_boot and n_perm must be >= 0 (0 skips), got {n_boot} and {n_perm}."
-        raise ValueError(msg)
-    patients = sender.index.intersection(receiver.index, sort=False)
-    dropped = sender.index.symmetric_difference(receiver.index)
-    if len(dropped):
-        logger.info(
-            "%s: %d patient(s) are in only one of sender/receiver and are not used: %s",
-            dataset,
-            len(dropped),
-            ", ".join(map(str, dropped)),
-        )
-    if len(patients) == 0:
-        msg = (
-            f"{dataset}: sender and receiver share no patient; both tables must be indexed "
-            "by the same patient ids."
-        )
-        raise ValueError(msg)
-    cov_names = ""
-    cov_values = None
-    if covariates is not None:
-        covariates = _check_numeric_table(covariates, name="covariates")
-        cov_names = ",".join(map(str, covariates.columns))
-        cov_values = covariates.reindex(patients).to_numpy()
-        absent = patients.difference(covariates.index)
-        if len(absent):
-            logger.warning(
-                "%s: no covariates for patient(s) %s; they are left out of the partial correlation",
-                dataset,
-                ", ".join(map(str, absent)),
-            )
-    x_all = sender.loc[patients].to_numpy()
-    y_all = receiver.loc[patients].to_numpy()
-    labels = patients.astype(str).to_numpy()
-    generators = as_rng(rng).spawn(sender.shape[1])
-
-    blocks = []
-    for s, signature in enumerate(sender.columns):
-        block = _signature_block(
-            x_all[:, s],
-            y_all,
-            labels=labels,
-            covariates=cov_values,
-            min_patients=int(min_patients),
-            n_boot=n_boot,
-            n_perm=n_perm,
-            exact_max=exact_max,
-            level=level,
-            ci_method=ci_method,
-            rng=generators[s],
-        )
-        block.insert(0, "target", receiver.columns.astype(str))
-        block.insert(0, "signature", str(signature))
-        blocks.append(block)
-    table = pd.concat(blocks, ignore_index=True)
+    _check_arguments(
+        sender,
+        receiver,
+        dataset=dataset,
+        level=level,
+        ci_method=ci_method,
+        family=family,
+        min_patients=min_patients,
+        n_boot=n_boot,
+        n_perm=n_perm,
+    )
+    patients = _shared_patients(sender, receiver, dataset=dataset)
+    cov = _covariate_values(covariates, patients, dataset=dataset)
+    settings = _Settings(int(min_patients), n_boot, n_perm, exact_max, level, ci_method)
+    table = _signature_blocks(
+        sender.loc[patients],
+        receiver.loc[patients],
+        covariates=cov.values,
+        settings=settings,
+        rng=rng,
+    )
     table.insert(0, "dataset", dataset)
-    table["partial_covariates"] = cov_names if covariates is not None else "none"
+    table["partial_covariates"] = cov.label
     table["ci_method"] = f"{ci_method} ({n_boot} resamples, level {level})" if n_boot else "none"
-
-    table["q_value"] = np.nan
-    table["perm_q_value"] = np.nan
-    table["family"] = ""
-    table["family_size"] = 0
-    keys = ["signature"] if family == "signature" else []
-    groups = table.groupby(keys, sort=False) if keys else [((), table)]
-    for key, rows in groups:
-        label = f"dataset={dataset}"
-        if keys:
-            label += f";signature={key[0] if isinstance(key, tuple) else key}"
-        table.loc[rows.index, "q_value"] = benjamini_hochberg(rows["p_value"].to_numpy())
-        table.loc[rows.index, "perm_q_value"] = benjamini_hochberg(rows["perm_p_value"].to_numpy())
-        table.loc[rows.index, "family"] = label
-        table.loc[rows.index, "family_size"] = int(rows["p_value"].notna().sum())
+    _adjust_in_families(table, dataset=dataset, family=family)
     return table.loc[:, list(ASSOCIATION_COLUMNS)]
+
+
+@dataclass(frozen=True)
+class _BlockColumns:
+    """The columns of one signature's block, filled in group of targets by group."""
+
+    values: dict[str, np.ndarray]
+    loo_patient: np.ndarray
+    perm_method: np.ndarray
+    notes: np.ndarray
+
+    @classmethod
+    def empty(cls, t: int) -> _BlockColumns:
+        """NaN statistics, no patients and no notes for ``t`` targets."""
+        nan = np.full(t, np.nan)
+        values = {
+            "n_patients": np.zeros(t, dtype=int),
+            "rho": nan.copy(),
+            "p_value": nan.copy(),
+            "pearson_r": nan.copy(),
+            "pearson_p": nan.copy(),
+            "ci_low": nan.copy(),
+            "ci_high": nan.copy(),
+            "perm_p_value": nan.copy(),
+            "partial_rho": nan.copy(),
+            "partial_p_value": nan.copy(),
+            "partial_n_patients": np.zeros(t, dtype=int),
+            "loo_max_delta": nan.copy(),
+        }
+        return cls(
+            values,
+            loo_patient=np.full(t, "", dtype=object),
+            perm_method=np.full(t, "none", dtype=object),
+            notes=np.full(t, "", dtype=object),
+        )
+
+    def frame(self) -> pd.DataFrame:
+        block = pd.DataFrame(self.values)
+        block["loo_patient"] = self.loo_patient
+        block["perm_method"] = self.perm_method
+        block["note"] = self.notes
+        return block
+
+
+class _Group(NamedTuple):
+    """Targets (columns ``cols``) with the same complete patients: values and ranks."""
+
+    cols: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    rank_x: np.ndarray
+    rank_y: np.ndarray
+
+
+def _ranked_group(cols: np.ndarray, *, x: np.ndarray, y: np.ndarray) -> _Group:
+    return _Group(cols, x, y, sps.rankdata(x), sps.rankdata(y, axis=0))
+
+
+def _correlations(out: _BlockColumns, *, group: _Group) -> np.ndarray:
+    """Spearman's rho and Pearson's r with their t-test p values; notes on constant values."""
+    cols, n = group.cols, len(group.x)
+    rho = _pearson_vec(group.rank_x, group.rank_y)
+    out.values["rho"][cols] = rho
+    out.values["p_value"][cols] = _correlation_p(rho, n - 2)
+    r = _pearson_vec(group.x, group.y)
+    out.values["pearson_r"][cols] = r
+    out.values["pearson_p"][cols] = _correlation_p(r, n - 2)
+    if np.ptp(group.x) == 0:
+        out.notes[cols] = "signature score constant across patients"
+    else:
+        for k in np.flatnonzero(~np.isfinite(rho)):
+            out.notes[cols[k]] = "target constant across patients"
+    return rho
+
+
+def _influence(
+    out: _BlockColumns, *, group: _Group, rho: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """Leave-one-patient-out: the largest change of rho and its patient; the rhos left."""
+    loo = _loo_spearman(group.x, group.y)
+    delta, which = _loo_summary(loo, rho)
+    out.values["loo_max_delta"][group.cols] = delta
+    out.loo_patient[group.cols] = np.where(which >= 0, labels[np.maximum(which, 0)], "")
+    return loo
+
+
+def _resampling(
+    out: _BlockColumns,
+    *,
+    group: _Group,
+    rho: np.ndarray,
+    loo: np.ndarray,
+    settings: _Settings,
+    rng: np.random.Generator,
+) -> None:
+    """The bootstrap CI of rho, then the permutation p (in this order: they share ``rng``)."""
+    cols = group.cols
+    if settings.n_boot:
+        weights = _bootstrap_weights(len(group.x), settings.n_boot, rng)
+        boot = _bootstrap_spearman(group.x, group.y, weights)
+        low, high = _ci_from_bootstrap(
+            boot, level=settings.level, method=settings.ci_method, rho=rho, jackknife=loo
+        )
+        out.values["ci_low"][cols] = low
+        out.values["ci_high"][cols] = high
+    if settings.n_perm:
+        pval, method = _permutation_p_vec(
+            group.rank_x,
+            group.rank_y,
+            rho,
+            n_perm=settings.n_perm,
+            exact_max=settings.exact_max,
+            rng=rng,
+        )
+        out.values["perm_p_value"][cols] = pval
+        out.perm_method[cols] = method
+
+
+def _partial(
+    out: _BlockColumns, *, group: _Group, covariates: np.ndarray, settings: _Settings
+) -> None:
+    """The rank partial correlation given the covariates, over the patients that have them."""
+    cols = group.cols
+    complete = np.isfinite(covariates).all(axis=1)
+    n_partial = int(complete.sum())
+    out.values["partial_n_patients"][cols] = n_partial
+    if n_partial < settings.min_patients:
+        for c in cols:
+            out.notes[c] = _join_notes(
+                out.notes[c],
+                f"partial: n_patients={n_partial} with covariates < "
+                f"min_patients={settings.min_patients}",
+            )
+        return
+    prho, pp, df = _partial_vec(group.x[complete], group.y[complete], covariates[complete])
+    out.values["partial_rho"][cols] = prho
+    out.values["partial_p_value"][cols] = pp
+    if df < 1:
+        for c in cols:
+            out.notes[c] = _join_notes(out.notes[c], "partial: no residual degrees of freedom")
 
 
 def _signature_block(
@@ -245,99 +465,23 @@ def _signature_block(
     *,
     labels: np.ndarray,
     covariates: np.ndarray | None,
-    min_patients: int,
-    n_boot: int,
-    n_perm: int,
-    exact_max: int,
-    level: float,
-    ci_method: str,
+    settings: _Settings,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
     """All statistics of one signature against every target (columns of ``y_all``)."""
-    t = y_all.shape[1]
-    nan = np.full(t, np.nan)
-    res = {
-        "n_patients": np.zeros(t, dtype=int),
-        "rho": nan.copy(),
-        "p_value": nan.copy(),
-        "pearson_r": nan.copy(),
-        "pearson_p": nan.copy(),
-        "ci_low": nan.copy(),
-        "ci_high": nan.copy(),
-        "perm_p_value": nan.copy(),
-        "partial_rho": nan.copy(),
-        "partial_p_value": nan.copy(),
-        "partial_n_patients": np.zeros(t, dtype=int),
-        "loo_max_delta": nan.copy(),
-    }
-    loo_patient = np.full(t, "", dtype=object)
-    perm_method = np.full(t, "none", dtype=object)
-    notes = np.full(t, "", dtype=object)
+    out = _BlockColumns.empty(y_all.shape[1])
     masks = np.isfinite(x)[:, None] & np.isfinite(y_all)
     for mask, cols in _group_columns_by_mask(masks):
         n = int(mask.sum())
-        res["n_patients"][cols] = n
-        if n < min_patients:
-            notes[cols] = f"n_patients={n} < min_patients={min_patients}"
+        out.values["n_patients"][cols] = n
+        if n < settings.min_patients:
+            out.notes[cols] = f"n_patients={n} < min_patients={settings.min_patients}"
             continue
-        xs = x[mask]
-        ys = y_all[mask][:, cols]
-        rank_x = sps.rankdata(xs)
-        rank_y = sps.rankdata(ys, axis=0)
-        rho = _pearson_vec(rank_x, rank_y)
-        res["rho"][cols] = rho
-        res["p_value"][cols] = _correlation_p(rho, n - 2)
-        r = _pearson_vec(xs, ys)
-        res["pearson_r"][cols] = r
-        res["pearson_p"][cols] = _correlation_p(r, n - 2)
-        if np.ptp(xs) == 0:
-            notes[cols] = "signature score constant across patients"
-        else:
-            for k in np.flatnonzero(~np.isfinite(rho)):
-                notes[cols[k]] = "target constant across patients"
-
-        loo = _loo_spearman(xs, ys)
-        delta, which = _loo_summary(loo, rho)
-        res["loo_max_delta"][cols] = delta
-        patient_labels = labels[mask]
-        loo_patient[cols] = np.where(which >= 0, patient_labels[np.maximum(which, 0)], "")
-
+        group = _ranked_group(cols, x=x[mask], y=y_all[mask][:, cols])
+        rho = _correlations(out, group=group)
+        loo = _influence(out, group=group, rho=rho, labels=labels[mask])
         # the draws come first and in a fixed order, so that skipping nothing changes them
-        if n_boot:
-            boot = _bootstrap_spearman(xs, ys, _bootstrap_weights(n, n_boot, rng))
-            low, high = _ci_from_bootstrap(
-                boot, level=level, method=ci_method, rho=rho, jackknife=loo
-            )
-            res["ci_low"][cols] = low
-            res["ci_high"][cols] = high
-        if n_perm:
-            pval, method = _permutation_p_vec(
-                rank_x, rank_y, rho, n_perm=n_perm, exact_max=exact_max, rng=rng
-            )
-            res["perm_p_value"][cols] = pval
-            perm_method[cols] = method
-
+        _resampling(out, group=group, rho=rho, loo=loo, settings=settings, rng=rng)
         if covariates is not None:
-            cov = covariates[mask]
-            complete = np.isfinite(cov).all(axis=1)
-            n_partial = int(complete.sum())
-            res["partial_n_patients"][cols] = n_partial
-            if n_partial < min_patients:
-                for c in cols:
-                    notes[c] = _join_notes(
-                        notes[c],
-                        f"partial: n_patients={n_partial} with covariates < "
-                        f"min_patients={min_patients}",
-                    )
-            else:
-                prho, pp, df = _partial_vec(xs[complete], ys[complete], cov[complete])
-                res["partial_rho"][cols] = prho
-                res["partial_p_value"][cols] = pp
-                if df < 1:
-                    for c in cols:
-                        notes[c] = _join_notes(notes[c], "partial: no residual degrees of freedom")
-    block = pd.DataFrame(res)
-    block["loo_patient"] = loo_patient
-    block["perm_method"] = perm_method
-    block["note"] = notes
-    return block
+            _partial(out, group=group, covariates=covariates[mask], settings=settings)
+    return out.frame()

@@ -111,6 +111,96 @@ def _unit_columns(a: np.ndarray) -> np.ndarray:
         return centred / np.where(constant, np.nan, norm)
 
 
+def _shared_complete_patients(sender: pd.DataFrame, pseudobulk: pd.DataFrame) -> pd.DataFrame:
+    """The pseudobulk of the patients with a sender score and a complete pseudobulk."""
+    common = sender.index.intersection(pseudobulk.index)
+    for what, frame in (("sender scores", sender), ("malignant pseudobulk", pseudobulk)):
+        left_out = frame.index.difference(common)
+        if len(left_out):
+            logger.warning(
+                "Patient(s) only in the %s, left out: %s", what, ", ".join(map(str, left_out))
+            )
+    if not len(common):
+        msg = (
+            "The sender scores and the malignant pseudobulk share no patient "
+            f"(e.g. {list(sender.index[:3])} vs {list(pseudobulk.index[:3])}); give both "
+            "tables the same patient ids."
+        )
+        raise ValueError(msg)
+    pseudobulk = pseudobulk.loc[common]
+    incomplete = ~np.isfinite(pseudobulk.to_numpy(float)).all(axis=1)
+    if incomplete.any():
+        logger.warning(
+            "Patient(s) without a complete pseudobulk, left out: %s",
+            ", ".join(map(str, common[incomplete])),
+        )
+        pseudobulk = pseudobulk.loc[~incomplete]
+    return pseudobulk
+
+
+def _spearman_p(rho: np.ndarray, *, n: int) -> np.ndarray:
+    """Two-sided p of rho over ``n`` patients (Student's t, n - 2 degrees of freedom)."""
+    df = n - 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = rho * np.sqrt(df / ((1.0 - rho) * (1.0 + rho)))
+    return np.where(np.abs(rho) >= 1.0, 0.0, 2.0 * sps.t.sf(np.abs(t), df))
+
+
+def _rank_signature(
+    signature: str, score: pd.Series, pseudobulk: pd.DataFrame, *, min_patients: int
+) -> pd.DataFrame | None:
+    """The genes ranked by their rho with one signature; ``None`` when it cannot be ranked."""
+    ok = np.isfinite(score.to_numpy())
+    n = int(ok.sum())
+    if n < max(min_patients, 3):
+        logger.warning(
+            "Signature %s: %d patients with a score < min_patients=%d; not ranked",
+            signature,
+            n,
+            min_patients,
+        )
+        return None
+    values = pseudobulk.to_numpy(float)[ok]
+    x = score.to_numpy()[ok]
+    rho = _unit_columns(sps.rankdata(x)[:, None])[:, 0] @ _unit_columns(
+        sps.rankdata(values, axis=0)
+    )
+    if np.isnan(rho).all():
+        logger.warning("Signature %s is constant over the patients; not ranked", signature)
+        return None
+    pearson = _unit_columns(x[:, None])[:, 0] @ _unit_columns(values)
+    # rounded so that mathematically equal correlations tie exactly (ties are common)
+    rho = np.round(np.clip(rho, -1.0, 1.0), _DECIMALS)
+    pearson = np.round(np.clip(pearson, -1.0, 1.0), _DECIMALS)
+    constant = np.isnan(rho)
+    if constant.any():
+        logger.info(
+            "Signature %s: %d gene(s) constant over the patients, not ranked: %s",
+            signature,
+            constant.sum(),
+            ", ".join(pseudobulk.columns[constant]),
+        )
+    frame = pd.DataFrame(
+        {
+            "signature": signature,
+            "gene": pseudobulk.columns.astype(str),
+            "n_patients": n,
+            "rho": rho,
+            "p_value": _spearman_p(rho, n=n),
+            "pearson_r": pearson,
+            "statistic": rho,
+        }
+    )[~constant]
+    frame = frame.sort_values(
+        ["statistic", "pearson_r", "gene"],
+        ascending=[False, False, True],
+        kind="stable",
+        na_position="last",
+    )
+    frame.insert(1, "rank", np.arange(1, len(frame) + 1))
+    return frame
+
+
 def rank_genes(
     sender: pd.DataFrame, pseudobulk: pd.DataFrame, *, min_patients: int = 6
 ) -> pd.DataFrame:
@@ -141,85 +231,13 @@ def rank_genes(
     if sender.empty or pseudobulk.empty:
         logger.warning("No patients or no genes to rank (the screen's tables stay empty)")
         return pd.DataFrame(columns=list(RANKED_COLUMNS))
-    common = sender.index.intersection(pseudobulk.index)
-    for what, frame in (("sender scores", sender), ("malignant pseudobulk", pseudobulk)):
-        left_out = frame.index.difference(common)
-        if len(left_out):
-            logger.warning(
-                "Patient(s) only in the %s, left out: %s", what, ", ".join(map(str, left_out))
-            )
-    if not len(common):
-        msg = (
-            "The sender scores and the malignant pseudobulk share no patient "
-            f"(e.g. {list(sender.index[:3])} vs {list(pseudobulk.index[:3])}); give both "
-            "tables the same patient ids."
-        )
-        raise ValueError(msg)
-    pseudobulk = pseudobulk.loc[common]
-    incomplete = ~np.isfinite(pseudobulk.to_numpy(float)).all(axis=1)
-    if incomplete.any():
-        logger.warning(
-            "Patient(s) without a complete pseudobulk, left out: %s",
-            ", ".join(map(str, common[incomplete])),
-        )
-        pseudobulk = pseudobulk.loc[~incomplete]
-
+    pseudobulk = _shared_complete_patients(sender, pseudobulk)
     frames = []
     for signature in sender.columns:
         score = sender.loc[pseudobulk.index, signature].astype(float)
-        ok = np.isfinite(score.to_numpy())
-        n = int(ok.sum())
-        if n < max(min_patients, 3):
-            logger.warning(
-                "Signature %s: %d patients with a score < min_patients=%d; not ranked",
-                signature,
-                n,
-                min_patients,
-            )
-            continue
-        values = pseudobulk.to_numpy(float)[ok]
-        x = score.to_numpy()[ok]
-        rho = _unit_columns(sps.rankdata(x)[:, None])[:, 0] @ _unit_columns(
-            sps.rankdata(values, axis=0)
-        )
-        if np.isnan(rho).all():
-            logger.warning("Signature %s is constant over the patients; not ranked", signature)
-            continue
-        pearson = _unit_columns(x[:, None])[:, 0] @ _unit_columns(values)
-        # rounded so that mathematically equal correlations tie exactly (ties are common)
-        rho = np.round(np.clip(rho, -1.0, 1.0), _DECIMALS)
-        pearson = np.round(np.clip(pearson, -1.0, 1.0), _DECIMALS)
-        constant = np.isnan(rho)
-        if constant.any():
-            logger.info(
-                "Signature %s: %d gene(s) constant over the patients, not ranked: %s",
-                signature,
-                constant.sum(),
-                ", ".join(pseudobulk.columns[constant]),
-            )
-        df = n - 2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = rho * np.sqrt(df / ((1.0 - rho) * (1.0 + rho)))
-        p_value = np.where(np.abs(rho) >= 1.0, 0.0, 2.0 * sps.t.sf(np.abs(t), df))
-        frame = pd.DataFrame(
-            {
-                "signature": signature,
-                "gene": pseudobulk.columns.astype(str),
-                "n_patients": n,
-                "rho": rho,
-                "p_value": p_value,
-                "pearson_r": pearson,
-                "statistic": rho,
-            }
-        )[~constant]
-        frame = frame.sort_values(
-            ["statistic", "pearson_r", "gene"],
-            ascending=[False, False, True],
-            kind="stable",
-            na_position="last",
-        )
-        frame.insert(1, "rank", np.arange(1, len(frame) + 1))
-        frames.append(frame)
+        frame = _rank_signature(signature, score, pseudobulk, min_patients=min_patients)
+        if frame is not None:
+            frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=list(RANKED_COLUMNS))
     return pd.concat(frames, ignore_index=True)[list(RANKED_COLUMNS)]
