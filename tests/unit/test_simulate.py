@@ -13,6 +13,7 @@ import pytest
 from scipy import sparse, stats
 
 from cd8exo.io.tables import read_gmt
+from cd8exo.sim import demo
 from cd8exo.sim.cohort import (
     AUTHOR_LABELS,
     CohortSpec,
@@ -399,6 +400,12 @@ def test_specs_store_tuples_and_resolve_the_default_effects():
     assert CohortSpec(background_pool=["X", "Y"]).background_pool == ("X", "Y")
     with pytest.raises(dataclasses.FrozenInstanceError):
         signal.effect_size = 1.0
+
+
+def test_demo_cli_defaults_to_the_repository_resources():
+    # regression: the default pointed at workflow/resources/ after the move into sim/
+    assert demo._RESOURCES == RESOURCES
+    assert (demo._RESOURCES / "gene_sets" / "senders.gmt").is_file()
 
 
 @pytest.fixture(scope="module")
