@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
 
 import anndata as ad
@@ -11,15 +13,17 @@ import pytest
 from scipy import sparse, stats
 
 from cd8exo.io.tables import read_gmt
+from cd8exo.sim import demo
 from cd8exo.sim.cohort import (
     AUTHOR_LABELS,
-    HOUSEKEEPING_GENES,
-    MARKER_GENES,
-    MITOCHONDRIAL_GENES,
+    CohortSpec,
+    SignalSpec,
     label_map,
     simulate_cohort,
+    simulate_from_specs,
 )
 from cd8exo.sim.demo import DEMO_SEED, DEMO_SEED_B, build_demo, write_cohort
+from cd8exo.sim.profiles import HOUSEKEEPING_GENES, MARKER_GENES, MITOCHONDRIAL_GENES
 from cd8exo.vocabulary import CELL_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -340,6 +344,68 @@ def test_write_cohort_round_trip(tmp_path, signatures, pool):
     write_cohort(cohort, tmp_path, tables_prefix="unit.", overwrite=True)
     assert (tmp_path / "unit.truth.tsv").is_file()
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_specs_give_the_cohort_of_the_keyword_arguments(signatures, pool):
+    small = {"n_patients": 6, "n_cells": 600, "n_background_genes": 100, "rng": 3}
+    correlated = {"correlated_targets": ["IDO1"], "target_correlation": -0.5}
+    for extra in ({}, correlated):
+        by_keywords = simulate(signatures, pool, **small, **extra)
+        cohort = CohortSpec(
+            n_patients=6,
+            n_cells=600,
+            n_background_genes=100,
+            extra_genes=["EPCAM"],
+            background_pool=pool,
+            name="unit",
+        )
+        signal = SignalSpec(
+            signatures=signatures,
+            activation_signatures=ACTIVATION,
+            independent_signatures=INDEPENDENT,
+            null_targets=NULL_TARGETS,
+            effect_size=0.6,
+            **extra,
+        )
+        by_specs = simulate_from_specs(cohort=cohort, signal=signal, rng=3)
+        assert_same_cohort(by_keywords, by_specs)
+        assert by_keywords.adata.uns["simulation"].keys() == by_specs.adata.uns["simulation"].keys()
+
+
+def test_keyword_arguments_are_the_spec_fields_with_the_same_defaults():
+    keywords = dict(inspect.signature(simulate_cohort).parameters)
+    assert keywords.pop("rng").default is inspect.Parameter.empty
+    fields = {f.name: f for spec in (CohortSpec, SignalSpec) for f in dataclasses.fields(spec)}
+    assert keywords.keys() == fields.keys()
+    for name, parameter in keywords.items():
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        default = fields[name].default
+        expected = inspect.Parameter.empty if default is dataclasses.MISSING else default
+        assert parameter.default == expected, name
+
+
+def test_specs_store_tuples_and_resolve_the_default_effects():
+    signal = SignalSpec(
+        signatures={"a": ["GZMB", "PRF1"]},
+        activation_signatures=["a"],
+        independent_signatures=iter([]),
+        effect_size=0.4,
+        correlated_effect_size=-1.0,
+    )
+    assert signal.signatures == {"a": ("GZMB", "PRF1")}
+    assert signal.activation_signatures == ("a",)
+    assert signal.independent_signatures == ()
+    assert signal.independent_effect == 0.4  # effect_size when not given
+    assert signal.correlated_effect == -1.0
+    assert CohortSpec(background_pool=["X", "Y"]).background_pool == ("X", "Y")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        signal.effect_size = 1.0
+
+
+def test_demo_cli_defaults_to_the_repository_resources():
+    # regression: the default pointed at workflow/resources/ after the move into sim/
+    assert demo._RESOURCES == RESOURCES
+    assert (demo._RESOURCES / "gene_sets" / "senders.gmt").is_file()
 
 
 @pytest.fixture(scope="module")

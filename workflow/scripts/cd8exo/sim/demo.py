@@ -26,6 +26,9 @@ DEMO_SEED: int = 2024
 
 DEMO_SEED_B: int = 2025
 
+# the repository's resources/ (this file is workflow/scripts/cd8exo/sim/demo.py)
+_RESOURCES = Path(__file__).resolve().parents[4] / "resources"
+
 
 def write_cohort(
     cohort: SimulatedCohort,
@@ -172,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--resources",
         type=Path,
-        default=Path(__file__).resolve().parents[3] / "resources",
+        default=_RESOURCES,
         help="the repository's resources/ directory (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help="seed of demo_cohort")
