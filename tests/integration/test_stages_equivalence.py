@@ -18,12 +18,8 @@ import pytest
 from workflow_helpers import ROOT, run_snakemake, write_config
 
 from cd8exo.io.tables import read_table, write_table
-from cd8exo.sim.calibrate import (
-    CalibrationSettings,
-    analyse_cohort,
-    load_inputs,
-    simulate_calibration_cohort,
-)
+from cd8exo.sim.calibrate.cohorts import analyse_cohort, simulate_calibration_cohort
+from cd8exo.sim.calibrate.settings import CalibrationSettings, load_inputs
 from cd8exo.sim.cohort import label_map
 from cd8exo.sim.demo import write_cohort
 

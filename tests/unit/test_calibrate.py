@@ -17,16 +17,14 @@ import pytest
 from scipy import stats
 
 from cd8exo.sim import calibrate
-from cd8exo.sim.calibrate import (
+from cd8exo.sim.calibrate import run as calibrate_run
+from cd8exo.sim.calibrate.cohorts import run_null_cohorts, run_power_cohorts
+from cd8exo.sim.calibrate.settings import CalibrationInputs, CalibrationSettings, load_inputs
+from cd8exo.sim.calibrate.tables import (
     P_VALUE_KINDS,
-    CalibrationInputs,
-    CalibrationSettings,
     binomial_ci,
-    load_inputs,
     power_table,
     rejections,
-    run_null_cohorts,
-    run_power_cohorts,
     type1_table,
 )
 from cd8exo.sim.cohort import simulate_cohort
@@ -290,9 +288,10 @@ def test_bad_settings_are_clear_errors(inputs, small):
 
 
 def test_cli_writes_both_tables(tmp_path, monkeypatch, inputs, small):
-    monkeypatch.setattr(calibrate, "load_inputs", lambda resources: inputs)
+    # main() looks both up in the module that defines it
+    monkeypatch.setattr(calibrate_run, "load_inputs", lambda resources: inputs)
     monkeypatch.setattr(
-        calibrate,
+        calibrate_run,
         "CalibrationSettings",
         lambda: replace(small, power_sizes=(7,), power_rhos=(0.5,)),
     )

@@ -209,52 +209,45 @@ def map_symbols(names: Sequence[str], *, tables: SymbolTables) -> pd.DataFrame:
     """
     originals = [str(name).strip() for name in names]
     present_approved = {name for name in originals if name in tables.approved}
-    symbols: list[str] = []
-    statuses: list[str] = []
-    for name in originals:
-        ensembl = _ENSEMBL.match(name)
-        if ensembl:
-            gene_id = ensembl.group(1)
-            symbol = tables.ensembl.get(gene_id)
-            if symbol is None:
-                symbols.append(gene_id)
-                statuses.append("unmapped")
-            elif symbol.startswith("ENSG"):
-                symbols.append(gene_id)
-                statuses.append("ensembl_unnamed")
-            else:
-                symbols.append(symbol)
-                statuses.append("ensembl")
-            continue
-        if name in tables.approved:
-            symbols.append(name)
-            statuses.append("approved")
-            continue
-        is_excel = bool(_EXCEL_DATE.match(name))
-        candidates: tuple[str, ...] = ()
-        for key in _lookup_keys(name):
-            if key in tables.approved:
-                candidates = (key,)
-                break
-            if key in tables.alias:
-                candidates = tables.alias[key]
-                break
-        if len(candidates) > 1:
-            absent = tuple(symbol for symbol in candidates if symbol not in present_approved)
-            candidates = absent if len(absent) == 1 else candidates
-        if len(candidates) == 1:
-            symbols.append(candidates[0])
-            statuses.append("excel" if is_excel else "alias")
-        elif is_excel:
-            symbols.append(name)
-            statuses.append("excel_unresolved")
-        elif candidates:
-            symbols.append(name)
-            statuses.append("ambiguous")
-        else:
-            symbols.append(name)
-            statuses.append("unmapped")
+    mapped = [
+        _map_one(name, tables=tables, present_approved=present_approved) for name in originals
+    ]
+    symbols = [symbol for symbol, _ in mapped]
+    statuses = [status for _, status in mapped]
     return pd.DataFrame({"original": originals, "symbol": symbols, "status": statuses})
+
+
+def _map_one(name: str, *, tables: SymbolTables, present_approved: set[str]) -> tuple[str, str]:
+    """(symbol, status) of one gene name, by the rules of the module docstring."""
+    ensembl = _ENSEMBL.match(name)
+    if ensembl:
+        gene_id = ensembl.group(1)
+        symbol = tables.ensembl.get(gene_id)
+        if symbol is None:
+            return gene_id, "unmapped"
+        if symbol.startswith("ENSG"):
+            return gene_id, "ensembl_unnamed"
+        return symbol, "ensembl"
+    if name in tables.approved:
+        return name, "approved"
+    is_excel = bool(_EXCEL_DATE.match(name))
+    candidates: tuple[str, ...] = ()
+    for key in _lookup_keys(name):
+        if key in tables.approved:
+            candidates = (key,)
+            break
+        if key in tables.alias:
+            candidates = tables.alias[key]
+            break
+    if len(candidates) > 1:
+        # an alias shared by several genes resolves to the one the dataset lacks, if unique
+        absent = tuple(symbol for symbol in candidates if symbol not in present_approved)
+        candidates = absent if len(absent) == 1 else candidates
+    if len(candidates) == 1:
+        return candidates[0], "excel" if is_excel else "alias"
+    if is_excel:
+        return name, "excel_unresolved"
+    return name, "ambiguous" if candidates else "unmapped"
 
 
 def best_rows(symbols: Sequence[str], *, status: Sequence[str]) -> np.ndarray:

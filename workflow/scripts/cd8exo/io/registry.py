@@ -141,44 +141,67 @@ def registry_entry(
 
 
 def _validate_entry(entry: Mapping[str, Any], *, where: str) -> None:
-    problems: list[str] = []
     fmt = entry.get("format")
+    problems = _file_problems(entry, fmt=fmt)
+    if entry.get("value_scale") not in REGISTRY_SCALES:
+        scales = ", ".join(REGISTRY_SCALES)
+        problems.append(f"value_scale {entry.get('value_scale')!r} is not one of {scales}")
+    problems += _census_problems(entry, fmt=fmt) + _label_problems(entry, fmt=fmt)
+    if problems:
+        msg = f"{where}: " + "; ".join(problems) + " (see resources/datasets/README.md)."
+        raise ValueError(msg)
+
+
+def _files(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    files = entry.get("files")
+    return files if isinstance(files, Mapping) else {}
+
+
+def _file_problems(entry: Mapping[str, Any], *, fmt: Any) -> list[str]:
+    problems: list[str] = []
     if fmt not in FORMATS:
         problems.append(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
-    files = entry.get("files")
-    if not isinstance(files, Mapping) or not files:
+    files = _files(entry)
+    if not files:
         problems.append("`files` must map roles to {url, filename, sha256}")
-        files = {}
     for role, spec in files.items():
         if not isinstance(spec, Mapping) or not spec.get("filename"):
             problems.append(f"files.{role} needs a filename")
         elif spec.get("sha256") and not re.fullmatch(r"[0-9a-fA-F]{64}", str(spec["sha256"])):
             problems.append(f"files.{role}.sha256 is not 64 hex digits")
     if fmt in FORMATS:
-        for role in FORMATS[fmt]:
-            if role not in files:
-                problems.append(f"format {fmt} needs a file with role {role!r}")
-    if entry.get("value_scale") not in REGISTRY_SCALES:
-        problems.append(
-            f"value_scale {entry.get('value_scale')!r} is not one of {', '.join(REGISTRY_SCALES)}"
-        )
+        problems += [
+            f"format {fmt} needs a file with role {role!r}"
+            for role in FORMATS[fmt]
+            if role not in files
+        ]
+    return problems
+
+
+def _census_problems(entry: Mapping[str, Any], *, fmt: Any) -> list[str]:
     census = entry.get("census")
-    if census is not None:
-        if not isinstance(census, Mapping) or not isinstance(census.get("obs_value_filter"), str):
-            problems.append("`census` needs an `obs_value_filter` (SOMA value-filter text)")
-        elif fmt != "h5ad_cellxgene" or any(
-            isinstance(spec, Mapping) and spec.get("url") for spec in files.values()
-        ):
-            problems.append("a `census` entry has format h5ad_cellxgene and no file url")
+    if census is None:
+        return []
+    if not isinstance(census, Mapping) or not isinstance(census.get("obs_value_filter"), str):
+        return ["`census` needs an `obs_value_filter` (SOMA value-filter text)"]
+    if fmt != "h5ad_cellxgene" or any(
+        isinstance(spec, Mapping) and spec.get("url") for spec in _files(entry).values()
+    ):
+        return ["a `census` entry has format h5ad_cellxgene and no file url"]
+    return []
+
+
+def _label_problems(entry: Mapping[str, Any], *, fmt: Any) -> list[str]:
+    problems: list[str] = []
     obs = entry.get("obs")
     obs_incomplete = not isinstance(obs, Mapping) or "patient" not in obs or "label" not in obs
     if fmt != "h5ad_cellxgene" and obs_incomplete:
         problems.append("`obs` needs `patient` and `label`")
-    for label, cell_type in (entry.get("cell_types") or {}).items():
-        if cell_type not in CELL_TYPES:
-            problems.append(
-                f"cell_types maps {label!r} to {cell_type!r}, not in {', '.join(CELL_TYPES)}"
-            )
+    problems += [
+        f"cell_types maps {label!r} to {cell_type!r}, not in {', '.join(CELL_TYPES)}"
+        for label, cell_type in (entry.get("cell_types") or {}).items()
+        if cell_type not in CELL_TYPES
+    ]
     for pair in entry.get("cell_type_patterns") or []:
         if not (isinstance(pair, Sequence) and len(pair) == 2 and pair[1] in CELL_TYPES):
             problems.append(f"cell_type_patterns item {pair!r} must be [regex, cell type]")
@@ -187,6 +210,4 @@ def _validate_entry(entry: Mapping[str, Any], *, where: str) -> None:
             re.compile(pair[0])
         except re.error as error:
             problems.append(f"cell_type_patterns regex {pair[0]!r}: {error}")
-    if problems:
-        msg = f"{where}: " + "; ".join(problems) + " (see resources/datasets/README.md)."
-        raise ValueError(msg)
+    return problems

@@ -406,7 +406,7 @@ def _subprocess(job: str, folder: Path, work: Path, *, seed: int) -> dict:
         logger.info("%s: reusing %s", job, out)
         return json.loads(out.read_text())
     env = dict(os.environ, **dict.fromkeys(_THREAD_VARIABLES, "1"))
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])  # workflow/scripts
     env["PYTHONPATH"] = os.pathsep.join([package_root, env.get("PYTHONPATH", "")]).rstrip(
         os.pathsep
     )
