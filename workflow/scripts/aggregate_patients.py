@@ -2,9 +2,9 @@
 
 import anndata as ad
 
-from cd8exo import stages
 from cd8exo.io.tables import read_scores, read_targets, write_table
 from cd8exo.log import log_to
+from cd8exo.stages import cells as stages
 
 with log_to(snakemake.log[0]):
     params = snakemake.params

@@ -1,8 +1,8 @@
 """Rule associate_patients: each sender signature against each target, across patients."""
 
-from cd8exo import stages
 from cd8exo.io.tables import read_patient_table, read_table, write_table
 from cd8exo.log import log_to
+from cd8exo.stages import patients as stages
 
 with log_to(snakemake.log[0]):
     params = snakemake.params

@@ -2,10 +2,10 @@
 
 import anndata as ad
 
-from cd8exo import stages
 from cd8exo.io.local import write_h5ad
 from cd8exo.io.tables import write_table
 from cd8exo.log import log_to
+from cd8exo.stages import cells as stages
 
 with log_to(snakemake.log[0]):
     kept, removed = stages.filter_cells(

@@ -1,9 +1,9 @@
 """Rule prepare_dataset: read a local dataset and harmonise it onto the cd8exo obs schema."""
 
-from cd8exo import stages
 from cd8exo.cells.harmonise import read_label_map
 from cd8exo.io.local import read_dataset, write_h5ad
 from cd8exo.log import log_to
+from cd8exo.stages import cells as stages
 
 with log_to(snakemake.log[0]) as logger:
     row = snakemake.params.row

@@ -2,10 +2,10 @@
 
 import anndata as ad
 
-from cd8exo import stages
 from cd8exo.genes import load_symbol_tables
 from cd8exo.io.tables import read_gmt, read_targets, write_gmt, write_table
 from cd8exo.log import log_to
+from cd8exo.stages import cells as stages
 
 with log_to(snakemake.log[0]):
     inputs, params = snakemake.input, snakemake.params

@@ -24,7 +24,7 @@ from cd8exo.scoring.score import score_signatures
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SET_SEPARATOR", "matched_random_sets", "null_score_tables", "random_set_scores"]
+__all__ = ["SET_SEPARATOR", "matched_random_sets", "random_set_scores"]
 
 #: Random set ``i`` of signature ``S`` is named ``S|random|i``.
 SET_SEPARATOR = "|random|"
@@ -89,20 +89,6 @@ def random_set_scores(
         tables.append(long[columns])
         logger.info("signature %s: %d matched random sets scored", name, len(sets))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
-
-
-def null_score_tables(
-    long: pd.DataFrame, *, patients: pd.Index | None = None
-) -> dict[str, pd.DataFrame]:
-    """Turn the long table of :func:`random_set_scores` into signature -> patients x sets."""
-    out = {}
-    for signature, rows in long.groupby("signature", sort=False):
-        table = rows.pivot(index="patient", columns="random_set", values="score")
-        table.index = table.index.astype(str)
-        if patients is not None:
-            table = table.reindex(patients.astype(str))
-        out[str(signature)] = table
-    return out
 
 
 def matched_random_sets(

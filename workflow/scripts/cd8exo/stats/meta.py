@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 
-import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
@@ -27,8 +26,6 @@ from cd8exo.stats.multiple_testing import benjamini_hochberg
 logger = logging.getLogger(__name__)
 
 __all__ = ["META_COLUMNS", "dersimonian_laird", "meta_analysis"]
-
-mpl.use("Agg")
 
 
 #: Columns of :func:`meta_analysis`, in order.

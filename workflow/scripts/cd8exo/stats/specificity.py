@@ -14,7 +14,7 @@ from cd8exo.stats.correlation import _unit_columns
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["empirical_p", "specificity_p_values"]
+__all__ = ["empirical_p", "null_score_tables", "specificity_p_values"]
 
 
 def empirical_p(
@@ -152,4 +152,18 @@ def specificity_p_values(
     out["specificity_p"] = spec_p
     out["specificity_n_sets"] = n_sets
     out["note"] = notes
+    return out
+
+
+def null_score_tables(
+    long: pd.DataFrame, *, patients: pd.Index | None = None
+) -> dict[str, pd.DataFrame]:
+    """Turn the long table of :func:`random_set_scores` into signature -> patients x sets."""
+    out = {}
+    for signature, rows in long.groupby("signature", sort=False):
+        table = rows.pivot(index="patient", columns="random_set", values="score")
+        table.index = table.index.astype(str)
+        if patients is not None:
+            table = table.reindex(patients.astype(str))
+        out[str(signature)] = table
     return out

@@ -11,11 +11,12 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pandas as pd
 
-from cd8exo import stages
 from cd8exo.genes import SymbolTables
 from cd8exo.sim.calibrate.settings import CalibrationInputs, CalibrationSettings, _check_settings
 from cd8exo.sim.calibrate.tables import P_VALUE_KINDS
 from cd8exo.sim.cohort import AUTHOR_LABELS, SimulatedCohort, simulate_cohort
+from cd8exo.stages import cells as stages
+from cd8exo.stages.patients import associate
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ def analyse_cohort(
             # a calibration run records the cohort's specificity p as missing instead
             logger.warning("%s: no specificity null (%s)", cohort.name, error)
             null_note = f"specificity: {error}"
-    associations = stages.associate(
+    associations = associate(
         table,
         random_sets,
         dataset=cohort.name,

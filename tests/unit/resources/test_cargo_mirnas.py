@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from shared_data import SHARED_REFERENCE
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TARGETS = ROOT / "resources" / "targets"
 CARGO = TARGETS / "cargo_mirnas.tsv"
 GMT = TARGETS / "cargo_mirna_targets.gmt"

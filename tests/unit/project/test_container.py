@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LOCK = REPO / "requirements" / "lock.txt"
 RECIPES = [REPO / "container" / "cd8exo.def", REPO / "container" / "Dockerfile"]
 # The lock describes the environment this test suite runs in (.venv, built from it).

@@ -34,7 +34,7 @@ from cd8exo.cells.identity.cnv import CNV_EXCLUDED_GENES, _gene_positions_frame
 from cd8exo.cells.identity.graph import _otsu
 from cd8exo.pl.cells import cnv_heatmap
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 MARKERS = ROOT / "resources" / "markers"
 
 CHROMOSOMES = [f"chr{i}" for i in range(1, 9)]

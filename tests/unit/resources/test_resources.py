@@ -10,7 +10,7 @@ import pytest
 
 from cd8exo.io.tables import read_gmt
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RESOURCES = ROOT / "resources"
 GENE_SETS = RESOURCES / "gene_sets"
 TARGETS = RESOURCES / "targets"

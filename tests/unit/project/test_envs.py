@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # conda-forge names that differ from the PyPI distribution names
 CONDA_TO_PYPI = {
     "matplotlib-base": "matplotlib",

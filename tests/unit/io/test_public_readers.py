@@ -37,7 +37,7 @@ from cd8exo.io.obs import derive_obs, map_cellxgene_obs
 from cd8exo.io.registry import load_registry, registry_entry
 from cd8exo.vocabulary import CELL_TYPES
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 REGISTRY = load_registry(REPO / "resources" / "datasets" / "registry.yaml")
 SHARED_DATA = SHARED_REFERENCE / "data"
 GENOME = REPO / "resources" / "genome"

@@ -18,7 +18,7 @@ import yaml
 
 mpl.use("Agg")
 
-from test_identity import f1, make_tumour, read_cd8_markers, read_lineage_markers
+from test_identity_calls import f1, make_tumour, read_cd8_markers, read_lineage_markers
 
 from cd8exo.cells import identity
 from cd8exo.cells.identity import annotate as identity_annotate
@@ -27,7 +27,7 @@ from cd8exo.config import validate_datasets
 from cd8exo.errors import ConfigError
 from cd8exo.pl.cells import cnv_figure
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 DATASETS_SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/datasets.schema.yaml").read_text())
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from cd8exo.io.tables import read_gmt
 
-GENE_SETS = Path(__file__).resolve().parents[2] / "resources" / "gene_sets"
+GENE_SETS = Path(__file__).resolve().parents[3] / "resources" / "gene_sets"
 LIBRARY = pd.read_csv(GENE_SETS / "library.tsv", sep="\t", dtype=str, keep_default_na=False)
 
 

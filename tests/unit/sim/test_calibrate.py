@@ -29,7 +29,7 @@ from cd8exo.sim.calibrate.tables import (
 )
 from cd8exo.sim.cohort import simulate_cohort
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RESOURCES = ROOT / "resources"
 PRIMARY = ("Cytotoxic_cells_Danaher2017", "PLP2")
 N_NULL = 100

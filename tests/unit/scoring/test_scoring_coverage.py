@@ -19,7 +19,7 @@ from cd8exo.scoring.prepare import (
 )
 from cd8exo.scoring.score import score_signatures
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 #: A hand-made HGNC table: SEPT7 and PKM2 are previous symbols, AMBX an alias of two genes.
 TABLES = SymbolTables(

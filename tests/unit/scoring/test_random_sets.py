@@ -6,8 +6,9 @@ import pytest
 
 from cd8exo.cells.harmonise import log_normalise
 from cd8exo.patients.aggregate import sender_scores
-from cd8exo.scoring.random_sets import SET_SEPARATOR, null_score_tables, random_set_scores
+from cd8exo.scoring.random_sets import SET_SEPARATOR, random_set_scores
 from cd8exo.scoring.score import score_signatures
+from cd8exo.stats.specificity import null_score_tables
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from cd8exo.sim.demo import DEMO_SEED, DEMO_SEED_B, build_demo, write_cohort
 from cd8exo.sim.profiles import HOUSEKEEPING_GENES, MARKER_GENES, MITOCHONDRIAL_GENES
 from cd8exo.vocabulary import CELL_TYPES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RESOURCES = ROOT / "resources"
 DEMO = RESOURCES / "demo"
 

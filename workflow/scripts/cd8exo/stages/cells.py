@@ -1,13 +1,6 @@
-"""One in-memory function per rule of the per-dataset path.
+"""Stages of the per-dataset path that work on cells (rules in ``envs/scanpy.yaml``).
 
-A rule script reads its inputs, calls its stage and writes what the stage returns; the
-calibration (:mod:`cd8exo.sim.calibrate`) chains the same calls in memory. So "calibrated
-exactly as run" holds by construction, and ``tests/unit/test_stages.py`` checks it: one
-simulated cohort through the rule scripts (Snakemake) and through the chained stages gives
-the same association table.
-
-Each stage takes the data first and everything else by keyword, under the names of the
-rule's ``params`` (``workflow/rules/*.smk``).
+prepare, filter, identify, score, random sets, aggregate; see :mod:`cd8exo.stages`.
 """
 
 from __future__ import annotations
@@ -16,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 
 from cd8exo._utils import RNGLike
@@ -31,19 +23,16 @@ from cd8exo.patients.aggregate import (
     select_patients,
     sender_scores,
 )
-from cd8exo.patients.table import patient_covariates, patient_table, split_patient_table
+from cd8exo.patients.table import patient_table
 from cd8exo.scoring.gene_sets import select_signatures
 from cd8exo.scoring.prepare import PreparedSignatures, prepare_signatures, receiver_gene_sets
-from cd8exo.scoring.random_sets import null_score_tables, random_set_scores
+from cd8exo.scoring.random_sets import random_set_scores
 from cd8exo.scoring.score import score_signatures
-from cd8exo.stats.association import association_table
-from cd8exo.stats.specificity import specificity_p_values
 
 __all__ = [
     "Identified",
     "Scored",
     "aggregate",
-    "associate",
     "filter_cells",
     "identify",
     "prepare",
@@ -245,48 +234,3 @@ def aggregate(
         dataset=dataset,
     )
     return table, excluded
-
-
-def associate(
-    patients: pd.DataFrame,
-    random_sets: pd.DataFrame | None,
-    *,
-    dataset: str,
-    covariates: Sequence[str],
-    min_patients: int,
-    n_boot: int,
-    n_perm: int,
-    ci_level: float,
-    family: str,
-    rng: RNGLike,
-) -> pd.DataFrame:
-    """Rule ``associate_patients``: every sender signature against every target.
-
-    Parameters
-    ----------
-    patients
-        The patient table of :func:`aggregate`.
-    random_sets
-        The long table of :func:`score_random_sets`; None (no null was drawn) leaves
-        ``specificity_p`` NA.
-    covariates, min_patients, n_boot, n_perm, ci_level, family, rng
-        As :func:`cd8exo.stats.association.association_table` (``ci_level`` is its
-        ``level``).
-    """
-    sender, receiver = split_patient_table(patients)
-    table = association_table(
-        sender,
-        receiver,
-        dataset=dataset,
-        covariates=patient_covariates(patients, columns=list(covariates)),
-        min_patients=min_patients,
-        n_boot=n_boot,
-        n_perm=n_perm,
-        level=ci_level,
-        family=family,
-        rng=rng,
-    )
-    if random_sets is None:
-        return table.assign(specificity_p=np.nan)
-    null = null_score_tables(random_sets, patients=sender.index)
-    return specificity_p_values(table, null_scores=null, receiver=receiver)
