@@ -123,6 +123,33 @@ def simulate_calibration_cohort(
     )
 
 
+def _random_set_null(
+    adata,
+    signatures: Mapping[str, Sequence[str]],
+    *,
+    settings: CalibrationSettings,
+    seed: int,
+    name: str,
+) -> tuple[pd.DataFrame | None, str]:
+    """The random-set scores of the specificity null, or None and why there are none."""
+    if not settings.n_random_sets:
+        return None, ""
+    try:
+        scores = stages.score_random_sets(
+            adata,
+            signatures,
+            n_sets=settings.n_random_sets,
+            rng=seed,
+            scoring=settings.scoring_options(),
+        )
+    except ValueError as error:
+        # e.g. an expression bin without enough genes to match; the workflow would stop,
+        # a calibration run records the cohort's specificity p as missing instead
+        logger.warning("%s: no specificity null (%s)", name, error)
+        return None, f"specificity: {error}"
+    return scores, ""
+
+
 def analyse_cohort(
     cohort: SimulatedCohort,
     *,
@@ -207,21 +234,13 @@ def analyse_cohort(
         min_malignant_cells=settings.min_malignant_cells,
         dataset=cohort.name,
     )
-    random_sets, null_note = None, ""
-    if settings.n_random_sets:
-        try:
-            random_sets = stages.score_random_sets(
-                kept,
-                scored.prepared.signatures,
-                n_sets=settings.n_random_sets,
-                rng=seeds["random_sets"],
-                scoring=scoring,
-            )
-        except ValueError as error:
-            # e.g. an expression bin without enough genes to match; the workflow would stop,
-            # a calibration run records the cohort's specificity p as missing instead
-            logger.warning("%s: no specificity null (%s)", cohort.name, error)
-            null_note = f"specificity: {error}"
+    random_sets, null_note = _random_set_null(
+        kept,
+        scored.prepared.signatures,
+        settings=settings,
+        seed=seeds["random_sets"],
+        name=cohort.name,
+    )
     associations = associate(
         table,
         random_sets,
