@@ -169,7 +169,7 @@ def analyse_cohort(
     prepared signatures) -> :func:`~cd8exo.stages.aggregate` ->
     :func:`~cd8exo.stages.associate`: the functions the rule scripts ``prepare_dataset``
     to ``associate_patients`` call, in the same order, with the settings in the place of
-    the config (``tests/unit/test_stages.py`` checks both paths give the same table).
+    the config (``tests/integration/test_stages_equivalence.py`` checks both paths give the same table).
 
     Parameters
     ----------
