@@ -58,7 +58,9 @@ calibrate: venv
 
 # Scoring benchmark (README "Signature scoring"): a synthetic 200,000 x 20,000 dataset,
 # generated once into .cache/bench/ (about 2.4 GB), each method and baseline in its own
-# single-threaded process; the table goes to results/bench/scoring.tsv. Needs ~10 GB RAM
-# for the decoupler baseline; takes about 30 minutes on 2 cores.
+# single-threaded process, 3 interleaved repeats (method, baseline, method, baseline, ...);
+# the table goes to results/bench/scoring.tsv (and .md). Needs ~10 GB RAM for the
+# decoupler baseline; takes about 30 minutes on 2 cores. A quick run:
+#   make bench-scoring BENCH_ARGS="--n-cells 20000 --out results/bench/scoring_20000.tsv"
 bench-scoring: venv
-	PYTHONPATH=workflow/scripts $(BIN)/python -m cd8exo.sim.bench --cache .cache/bench --out results/bench/scoring.tsv
+	PYTHONPATH=workflow/scripts $(BIN)/python -m cd8exo.sim.bench --cache .cache/bench --out results/bench/scoring.tsv --repeats 3 $(BENCH_ARGS)

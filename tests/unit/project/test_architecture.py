@@ -187,8 +187,12 @@ def function_lengths(tree: ast.Module, source: list[str]):
         if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
             doc = body[0].end_lineno - body[0].lineno + 1
         first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-        above = source[first - 2].strip() if first >= 2 else ""
-        reason = above if above.startswith("# long:") else None
+        # the comment block right above the def (or its decorators)
+        i, block = first - 2, []
+        while i >= 0 and source[i].lstrip().startswith("#"):
+            block.append(source[i].strip())
+            i -= 1
+        reason = next((line for line in block if line.startswith("# long:")), None)
         yield node.name, node.lineno, node.end_lineno - node.lineno + 1 - doc, reason
 
 

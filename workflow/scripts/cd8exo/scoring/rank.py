@@ -1,21 +1,27 @@
-"""Rank-based per-cell signature scores, UCell and AUCell, on sparse chunks of cells.
+"""Rank-based per-cell signature scores, UCell and AUCell, in one pass over the CSR rows.
 
 Both methods rank the genes of each cell by expression (highest first) and ask how
 high a signature's genes rank. They need only the ranks of the signature genes, and
 every gene that is not expressed in a cell ties with the other zeros at the bottom,
-so the ranks are computed from the stored (non-zero) values alone:
+so the ranks come from the stored (non-zero) values of the cell alone. One compiled
+loop (numba, single-threaded, ``cache=True``) visits every cell once:
 
-- each non-zero value is encoded with its cell in one unsigned 64-bit key
-  ``(cell << 32) | ~value_bits`` (for non-negative float32 values the IEEE bit pattern
-  orders like the value; other dtypes are first replaced by their rank among the
-  chunk's distinct values), and the chunk's keys are sorted once;
-- the ranks of the signature genes' entries are found by binary search in the sorted
-  keys: the first and last positions of their tie group within their cell.
+- the cell's non-zero values are counted in a small hash table keyed by their bit
+  pattern (for non-negative floats equal values have equal bits and the bits order like
+  the values); cells of log-normalised counts hold a few dozen distinct values among
+  their ~1,500 non-zero ones, so this is one cheap pass over the row, no sort of it;
+- the distinct values are sorted (a few dozen; insertion sort, or a byte-wise radix
+  sort when there are many) and their counts accumulated from the
+  highest: a signature gene of value ``v`` then has ``above(v)`` values above it and
+  ties with ``count(v) - 1`` others, its tie group spanning ranks
+  ``above(v) + 1 .. above(v) + count(v)``;
+- each signature gene's contribution is added straight into its signatures' scores
+  (a genes -> signatures index), so no per-entry array is ever built.
 
-A chunk of about :data:`cd8exo.scoring.CHUNK_VALUES` stored values at a time: the
-matrix is never densified, never copied whole and never transposed. The per-entry
-contributions are then summed per signature by one sparse product with a genes x
-signatures membership matrix.
+The matrix is never densified, copied or transposed; memory beyond the input is the
+cells x signatures result and buffers the size of the longest cell. Values of other
+dtypes than float32/float64 (and dense input) are converted a chunk of about
+:data:`cd8exo.scoring.CHUNK_VALUES` values at a time.
 
 **UCell** (Andreatta M & Carmona SJ, Comput Struct Biotechnol J 2021;19:3796, as in
 ``pyucell`` 0.8): ranks among the cell's non-zero values, ties averaged; a rank above
@@ -36,7 +42,16 @@ with a fixed seed). ``ties="mean"`` (default) gives the exact *expected* AUC ove
 random orders of tied values (each gene's contribution averaged over the positions of
 its tie group), which needs no random numbers and does not depend on the gene order;
 ``ties="order"`` breaks ties by column order, reproducing decoupler given the same gene
-order.
+order. With ``ties="order"`` a signature gene inside a tie group ranks after the
+members of its group that come first in the tie order: they are counted with a bitmap
+over the tie-order positions (one bit per gene) and per-64-gene prefix counts, only
+for tie groups that start above ``n_up``; a zero gene of a cell with fewer than
+``n_up - 1`` non-zero values ranks after those values, among the detected zeros in tie
+order, counted the same way.
+
+The kernels are compiled on first use and cached by numba next to this file
+(``__pycache__``); the first call in a fresh checkout (or after this file changes)
+spends a few seconds compiling.
 """
 
 from __future__ import annotations
@@ -49,6 +64,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cd8exo.scoring._chunks import cell_chunks
+from cd8exo.scoring._rank_kernels import _AUCELL_MEAN, _AUCELL_ORDER, _UCELL, _detected, _score_rows
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -56,145 +72,96 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["aucell_scores", "detected_genes", "ucell_scores"]
 
-_VALUE_BITS = 32
+_FLOAT_BITS = {
+    # dtype: (unsigned view, bits of -0.0, bits of +inf)
+    np.dtype(np.float32): (np.uint32, np.uint32(0x80000000), np.uint32(0x7F800000)),
+    np.dtype(np.float64): (
+        np.uint64,
+        np.uint64(0x8000000000000000),
+        np.uint64(0x7FF0000000000000),
+    ),
+}
 
 
-_ALL_ONES = np.uint64(0xFFFFFFFF)
-
-
-def _membership(
+def _signature_columns(
     var_names: Sequence[str], signatures: Mapping[str, Sequence[str]], *, usable: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Union of the signatures' usable genes, and union x signatures 0/1 membership.
-
-    Returns ``(union, position, membership)``: gene columns in the union (sorted), the
-    union position of every gene column (-1 outside it) and the dense membership.
-    """
+) -> list[np.ndarray]:
+    """The usable gene columns of every signature (each gene once)."""
     names = pd.Index(list(map(str, var_names)))
     columns = []
     for genes in signatures.values():
         found = names.get_indexer(list(dict.fromkeys(map(str, genes))))
         found = found[found >= 0]
-        columns.append(found[usable[found]])
-    union = np.unique(np.concatenate(columns)) if columns else np.array([], dtype=np.int64)
-    position = np.full(len(names), -1, dtype=np.int64)
-    position[union] = np.arange(len(union))
-    membership = np.zeros((len(union), len(signatures)))
-    for j, found in enumerate(columns):
-        membership[position[found], j] = 1.0
-    return union, position, membership
+        columns.append(found[usable[found]].astype(np.int64))
+    return columns
 
 
-def _check_values(data: np.ndarray, *, start: int, stop: int) -> None:
-    if data.size and not (data >= 0).all():
-        msg = (
-            f"Cells {start}-{stop - 1} have negative or NaN values; rank-based scores "
-            "(UCell, AUCell) need non-negative log-normalised expression, not scaled or "
-            "centred values. Score the log-normalised matrix."
-        )
-        raise ValueError(msg)
+def _gene_index(columns: list[np.ndarray], n_genes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Genes -> signatures as CSR: signatures of gene ``g`` are ``sigs[ptr[g]:ptr[g + 1]]``."""
+    genes = np.concatenate([*columns, np.zeros(0, dtype=np.int64)])
+    signature = np.repeat(np.arange(len(columns), dtype=np.int64), [c.size for c in columns])
+    order = np.argsort(genes, kind="stable")
+    ptr = np.zeros(n_genes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(genes, minlength=n_genes), out=ptr[1:])
+    return ptr, signature[order]
 
 
-def _value_codes(data: np.ndarray) -> np.ndarray:
-    """Unsigned codes ordered like the (non-negative) values, as uint64."""
-    if data.dtype == np.float32:
-        return data.view(np.uint32).astype(np.uint64)
-    order = np.argsort(data, kind="stable")
-    ordered = data[order]
-    codes = np.empty(data.size, dtype=np.uint64)
-    codes[order] = np.cumsum(np.concatenate([[False], ordered[1:] != ordered[:-1]]))
-    return codes
+def _csr_blocks(x, chunk_size: int | None):
+    """The whole CSR matrix at once when the kernel can read it as is, else chunks."""
+    if chunk_size is None and sp.issparse(x) and x.format == "csr" and x.dtype in _FLOAT_BITS:
+        yield 0, x.shape[0], x
+        return
+    yield from cell_chunks(x, chunk_size=chunk_size)
 
 
-def _entry_ranks(
-    chunk: sp.csr_matrix,
-    wanted: np.ndarray,
+def _score(
+    x,
+    columns: list[np.ndarray],
     *,
-    start: int,
-    ordinal: bool,
+    mode: int,
+    limit: int,
+    chunk_size: int | None,
+    n_detected: int = 0,
     priority: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Ranks (1 = highest) of the ``wanted`` genes' non-zero entries within their cell.
-
-    Returns ``(rows, cols, low, high, n_positive)``: for every non-zero entry of a wanted
-    gene, in CSR order, its cell (row of the chunk), gene column and the first and last
-    rank of its tie group (equal when ``ordinal``: ties broken by ``priority``, the
-    position of every column in the tie order, default the column order), and the
-    number of non-zero values of every cell.
-    """
-    n_rows, n_genes = chunk.shape
-    data, indices = chunk.data, chunk.indices
-    _check_values(data, start=start, stop=start + n_rows)
-    lengths = np.diff(chunk.indptr).astype(np.int64)
-    positive = data > 0
-    if not positive.all():
-        # explicit zeros are zeros
-        rows = np.repeat(np.arange(n_rows, dtype=np.uint64), lengths)[positive]
-        data, indices = data[positive], indices[positive]
-        lengths = np.bincount(rows.astype(np.int64), minlength=n_rows)
-    else:
-        rows = np.repeat(np.arange(n_rows, dtype=np.uint64), lengths)
-    row_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    keys = _value_codes(data)
-    np.subtract(_ALL_ONES, keys, out=keys)  # highest value first
-    query = wanted[indices]
-    q_rows = rows[query].astype(np.int64)
-    q_cols = indices[query].astype(np.int64)
-    if ordinal:
-        col_bits = max(1, int(n_genes - 1).bit_length())
-        if n_rows >= 2 ** (64 - _VALUE_BITS - col_bits):
-            msg = f"Internal: {n_rows} cells are too many for one chunk of {n_genes} genes."
-            raise ValueError(msg)
-        keys <<= np.uint64(col_bits)
-        keys |= (indices if priority is None else priority[indices]).astype(np.uint64)
-        rows <<= np.uint64(_VALUE_BITS + col_bits)
-    else:
-        rows <<= np.uint64(_VALUE_BITS)
-    keys |= rows
-    del rows
-    q_keys = keys[query]
-    keys.sort()
-    offset = row_start[q_rows]
-    if ordinal:
-        low = np.searchsorted(keys, q_keys) - offset + 1
-        return q_rows, q_cols, low, low, lengths
-    first = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
-    last = np.append(first[1:], keys.size)
-    group = np.searchsorted(keys[first], q_keys)
-    return q_rows, q_cols, first[group] - offset + 1, last[group] - offset, lengths
-
-
-def _row_blocks(chunk: sp.csr_matrix, max_rows: int):
-    for begin in range(0, chunk.shape[0], max_rows):
-        end = min(begin + max_rows, chunk.shape[0])
-        first, last = chunk.indptr[begin], chunk.indptr[end]
-        yield (
-            begin,
-            end,
-            sp.csr_matrix(
-                (
-                    chunk.data[first:last],
-                    chunk.indices[first:last],
-                    chunk.indptr[begin : end + 1] - first,
-                ),
-                shape=(end - begin, chunk.shape[1]),
-                copy=False,
-            ),
-        )
-
-
-def _summed(
-    rows: np.ndarray,
-    union_positions: np.ndarray,
-    values: np.ndarray,
-    *,
-    n_rows: int,
-    membership: np.ndarray,
+    detected_before: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per-cell sums of entry values over each signature's genes (cells x signatures)."""
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))])
-    entries = sp.csr_matrix((values, union_positions, indptr), shape=(n_rows, membership.shape[0]))
-    return np.asarray(entries @ membership)
+    """Run :func:`_score_rows` over ``x``: cells x signatures sums of the gains."""
+    n_genes = x.shape[1]
+    gene_ptr, gene_sigs = _gene_index(columns, n_genes)
+    sizes = np.array([c.size for c in columns], dtype=np.float64)
+    union = np.flatnonzero(np.diff(gene_ptr) > 0)
+    unused = np.zeros(1, dtype=np.int64)
+    out = np.zeros((x.shape[0], len(columns)))
+    for start, stop, chunk in _csr_blocks(x, chunk_size):
+        data = chunk.data
+        if data.dtype not in _FLOAT_BITS:
+            data = data.astype(np.float64)  # exact for counts; one chunk at a time
+        view, negative_zero, infinity = _FLOAT_BITS[data.dtype]
+        bad = _score_rows(
+            np.asarray(chunk.indptr, dtype=np.int64),
+            chunk.indices,
+            data.view(view),
+            negative_zero,
+            infinity,
+            gene_ptr,
+            gene_sigs,
+            sizes,
+            mode,
+            limit,
+            n_detected,
+            unused if priority is None else priority,
+            unused if detected_before is None else detected_before,
+            union,
+            out[start:stop],
+        )
+        if bad >= 0:
+            msg = (
+                f"Cell {start + bad} has negative or NaN values; rank-based scores "
+                "(UCell, AUCell) need non-negative log-normalised expression, not scaled or "
+                "centred values. Score the log-normalised matrix."
+            )
+            raise ValueError(msg)
+    return out
 
 
 def ucell_scores(
@@ -220,7 +187,8 @@ def ucell_scores(
     max_rank
         UCell's ``maxRank``: ranks above it count as ``max_rank``.
     chunk_size
-        Cells per chunk (``None``: about :data:`cd8exo.scoring.CHUNK_VALUES` values).
+        Cells per chunk (``None``: a float32/float64 CSR matrix in one pass, other
+        input in chunks of about :data:`cd8exo.scoring.CHUNK_VALUES` values).
 
     Returns
     -------
@@ -236,11 +204,8 @@ def ucell_scores(
     if max_rank < 1:
         msg = f"max_rank must be at least 1, got {max_rank}."
         raise ValueError(msg)
-    n_genes = x.shape[1]
-    _, position, membership = _membership(
-        var_names, signatures, usable=np.ones(n_genes, dtype=bool)
-    )
-    sizes = membership.sum(axis=0)
+    columns = _signature_columns(var_names, signatures, usable=np.ones(x.shape[1], dtype=bool))
+    sizes = np.array([c.size for c in columns], dtype=np.float64)
     _check_sizes(signatures, sizes)
     too_long = [s for s, n in zip(signatures, sizes, strict=True) if n > max_rank]
     if too_long:
@@ -249,36 +214,21 @@ def ucell_scores(
             "scoring.ucell_max_rank or use shorter signatures (as UCell requires)."
         )
         raise ValueError(msg)
-    wanted = position >= 0
     denominator = sizes * max_rank - sizes * (sizes + 1) / 2.0
-    out = np.empty((x.shape[0], len(signatures)))
-    for start, stop, chunk in cell_chunks(x, chunk_size=chunk_size):
-        rows, cols, low, high, _ = _entry_ranks(chunk, wanted, start=start, ordinal=False)
-        rank = (low + high) / 2.0
-        gain = np.where(rank <= max_rank, max_rank - rank, 0.0)
-        out[start:stop] = _summed(
-            rows, position[cols], gain, n_rows=stop - start, membership=membership
-        )
+    out = _score(x, columns, mode=_UCELL, limit=max_rank, chunk_size=chunk_size)
     return out / denominator
 
 
 def detected_genes(x) -> np.ndarray:
     """Boolean mask of the genes with a non-zero value in at least one cell."""
     detected = np.zeros(x.shape[1], dtype=bool)
-    for _, _, chunk in cell_chunks(x):
-        detected[chunk.indices[chunk.data != 0]] = True
+    for _, _, chunk in _csr_blocks(x, None):
+        if chunk.dtype in _FLOAT_BITS:
+            nnz = chunk.indptr[-1]
+            _detected(chunk.indices[:nnz], chunk.data[:nnz], detected)
+        else:
+            detected[chunk.indices[chunk.data != 0]] = True
     return detected
-
-
-def _mean_gain(low: np.ndarray, high: np.ndarray, n_up: int) -> np.ndarray:
-    """Mean of max(0, n_up - r) over the ranks r = low..high of a tie group."""
-    low = np.asarray(low, dtype=np.float64)
-    high = np.asarray(high, dtype=np.float64)
-    top = np.minimum(high, n_up - 1.0)
-    count = np.maximum(top - low + 1.0, 0.0)
-    total = count * n_up - (low + top) * count / 2.0
-    # an empty group (a cell without zeros) gains nothing
-    return np.divide(total, high - low + 1.0, out=np.zeros_like(total), where=count > 0)
 
 
 def aucell_scores(
@@ -312,7 +262,8 @@ def aucell_scores(
         With ``ties="order"``: the position of every gene (column) in the tie-breaking
         order, a permutation of ``0 .. n_genes - 1``; ``None`` is the column order.
     chunk_size
-        Cells per chunk (``None``: about :data:`cd8exo.scoring.CHUNK_VALUES` values).
+        Cells per chunk (``None``: a float32/float64 CSR matrix in one pass, other
+        input in chunks of about :data:`cd8exo.scoring.CHUNK_VALUES` values).
 
     Returns
     -------
@@ -346,11 +297,13 @@ def aucell_scores(
             "set scoring.aucell_n_up accordingly (or null for 5% of the detected genes)."
         )
         raise ValueError(msg)
-    _, _, present = _membership(var_names, signatures, usable=np.ones(x.shape[1], dtype=bool))
-    _check_sizes(signatures, present.sum(axis=0))
-    union, position, membership = _membership(var_names, signatures, usable=detected)
-    sizes = membership.sum(axis=0)
-    never = [s for s, n, m in zip(signatures, sizes, present.sum(axis=0), strict=True) if n < m]
+    present = [
+        c.size for c in _signature_columns(var_names, signatures, usable=~np.zeros_like(detected))
+    ]
+    _check_sizes(signatures, np.array(present))
+    columns = _signature_columns(var_names, signatures, usable=detected)
+    sizes = np.array([c.size for c in columns], dtype=np.float64)
+    never = [s for s, n, m in zip(signatures, sizes, present, strict=True) if n < m]
     if never:
         logger.info("AUCell: genes never detected in any cell are left out of %s", never)
     k = np.minimum(sizes, n_up - 1)
@@ -360,89 +313,26 @@ def aucell_scores(
     if np.isnan(scale).any():
         empty = [s for s, v in zip(signatures, scale, strict=True) if np.isnan(v)]
         logger.warning("AUCell: no gene of %s is detected in any cell; scores are NaN", empty)
-    wanted = position >= 0
-    col_bits = max(1, int(x.shape[1] - 1).bit_length())
-    max_rows = 2 ** (64 - _VALUE_BITS - col_bits) - 1
-    # detected genes before each gene in the tie order, for the ranks of zeros
-    in_order = np.zeros(n_genes, dtype=np.int64)
-    in_order[priority] = detected
-    detected_before = np.concatenate([[0], np.cumsum(in_order)[:-1]])[priority]
-    out = np.empty((x.shape[0], len(signatures)))
-    for start, _, big_chunk in cell_chunks(x, chunk_size=chunk_size):
-        for begin, end, chunk in _row_blocks(big_chunk, max_rows):
-            first_cell = start + begin
-            n_rows = end - begin
-            rows, cols, low, high, n_positive = _entry_ranks(
-                chunk, wanted, start=first_cell, ordinal=ties == "order", priority=priority
-            )
-            gain = _mean_gain(low, high, n_up)
-            scores = _summed(rows, position[cols], gain, n_rows=n_rows, membership=membership)
-            if ties == "mean":
-                # every zero of a cell ties at ranks n_positive+1 .. n_detected
-                zero_gain = _mean_gain(n_positive + 1, np.full(n_rows, n_detected), n_up)
-                n_nonzero = _summed(
-                    rows, position[cols], np.ones(len(rows)), n_rows=n_rows, membership=membership
-                )
-                scores += zero_gain[:, None] * (sizes[None, :] - n_nonzero)
-            else:
-                scores += _zero_gains_in_order(
-                    chunk,
-                    union,
-                    membership,
-                    n_positive=n_positive,
-                    detected_before=detected_before,
-                    priority=priority,
-                    n_up=n_up,
-                )
-            out[first_cell : first_cell + n_rows] = scores * scale[None, :]
-    return out
-
-
-def _zero_gains_in_order(
-    chunk: sp.csr_matrix,
-    union: np.ndarray,
-    membership: np.ndarray,
-    *,
-    n_positive: np.ndarray,
-    detected_before: np.ndarray,
-    priority: np.ndarray,
-    n_up: int,
-) -> np.ndarray:
-    """AUC gains of signature genes that are zero in a cell, ties in ``priority`` order.
-
-    A zero gene ``g`` of a cell ranks after the cell's non-zero values, among the
-    detected zeros in tie order: ``n_positive + 1 + (detected genes before g) -
-    (non-zero genes before g)``. Only cells with fewer than ``n_up - 1`` non-zero values
-    can gain anything.
-    """
-    n_rows, n_genes = chunk.shape
-    out = np.zeros((n_rows, membership.shape[1]))
-    short = np.flatnonzero(n_positive + 1 < n_up)
-    if short.size == 0 or union.size == 0:
-        return out
-    block = max(1, 2_000_000 // union.size)
-    for begin in range(0, short.size, block):
-        cells = short[begin : begin + block]
-        sub = chunk[cells]
-        sub_rows = np.repeat(np.arange(len(cells), dtype=np.int64), np.diff(sub.indptr))
-        nonzero = sub.data > 0
-        positive_keys = np.sort(sub_rows[nonzero] * n_genes + priority[sub.indices[nonzero]])
-        query = np.arange(len(cells), dtype=np.int64)[:, None] * n_genes + priority[union][None, :]
-        query = query.ravel()
-        where = np.searchsorted(positive_keys, query)
-        is_positive = (where < positive_keys.size) & (
-            positive_keys[np.minimum(where, positive_keys.size - 1)] == query
+    if ties == "mean":
+        out = _score(
+            x, columns, mode=_AUCELL_MEAN, limit=n_up, n_detected=n_detected, chunk_size=chunk_size
         )
-        row_offset = np.searchsorted(positive_keys, np.arange(len(cells)) * n_genes)
-        before = where - np.repeat(row_offset, union.size)
-        rank = (
-            np.repeat(n_positive[cells] + 1, union.size)
-            + np.tile(detected_before[union], len(cells))
-            - before
+    else:
+        # detected genes before each gene in the tie order, for the ranks of zeros
+        in_order = np.zeros(n_genes, dtype=np.int64)
+        in_order[priority] = detected
+        detected_before = np.concatenate([[0], np.cumsum(in_order)[:-1]])[priority]
+        out = _score(
+            x,
+            columns,
+            mode=_AUCELL_ORDER,
+            limit=n_up,
+            n_detected=n_detected,
+            priority=priority.astype(np.int64),
+            detected_before=detected_before.astype(np.int64),
+            chunk_size=chunk_size,
         )
-        gain = np.where(is_positive, 0.0, np.maximum(n_up - rank, 0.0))
-        out[cells] = gain.reshape(len(cells), union.size) @ membership
-    return out
+    return out * scale[None, :]
 
 
 def _check_sizes(signatures: Mapping[str, Sequence[str]], sizes: np.ndarray) -> None:

@@ -112,7 +112,7 @@ def score_signatures(
     aucell_ties
         AUCell: ``"mean"`` (default) gives the exact mean AUC over random orders of tied
         values, ``"order"`` breaks ties by gene (column) order like decoupler's ordinal
-        ranks (see :func:`cd8exo.rank_scores.aucell_scores`).
+        ranks (see :func:`cd8exo.scoring.rank.aucell_scores`).
     chunk_size
         Cells per chunk; ``None`` sizes chunks to about :data:`CHUNK_VALUES` stored values.
 
