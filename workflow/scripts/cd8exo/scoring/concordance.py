@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from cd8exo._utils import RNGLike
 from cd8exo.scoring.score import METHODS, score_signatures
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def method_scores(
     signatures: Mapping[str, Sequence[str]],
     *,
     methods: Sequence[str] = METHODS,
-    rng: int | np.random.Generator | np.random.SeedSequence | None,
+    rng: RNGLike,
     min_cells: int = 10,
     **options,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:

@@ -17,7 +17,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from cd8exo._utils import as_rng
+from cd8exo._utils import RNGLike, as_rng
 from cd8exo.patients.aggregate import sender_scores
 from cd8exo.scoring._chunks import gene_means
 from cd8exo.scoring.score import score_signatures
@@ -97,7 +97,7 @@ def matched_random_sets(
     *,
     n_sets: int = 200,
     n_bins: int = 25,
-    rng: np.random.Generator | int | None,
+    rng: RNGLike,
 ) -> list[list[str]]:
     """Random gene sets matched to a signature in size and expression.
 

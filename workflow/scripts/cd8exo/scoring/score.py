@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from cd8exo._utils import RNGLike
 from cd8exo.scoring.prepare import signature_coverage
 from cd8exo.scoring.rank import aucell_scores, ucell_scores
 from cd8exo.scoring.ssgsea import ssgsea_cell_scores
@@ -35,7 +36,7 @@ def score_matrix(
     signatures: Mapping[str, Sequence[str]],
     *,
     method: str = "tirosh",
-    rng: int | np.random.Generator | np.random.SeedSequence | None = None,
+    rng: RNGLike = None,
     n_bins: int = 25,
     ctrl_size: int = 50,
     max_rank: int = 1500,
@@ -76,7 +77,7 @@ def score_signatures(
     adata: ad.AnnData,
     signatures: Mapping[str, Sequence[str]],
     *,
-    rng: int | np.random.Generator | np.random.SeedSequence | None,
+    rng: RNGLike,
     method: str = "tirosh",
     n_bins: int = 25,
     ctrl_size: int = 50,

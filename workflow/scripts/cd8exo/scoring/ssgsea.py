@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cd8exo._utils import RNGLike
 from cd8exo.cells.harmonise import linear_values
 from cd8exo.scoring._chunks import cell_chunks
 
@@ -81,7 +82,7 @@ def ssgsea_scores(
     profiles: pd.DataFrame,
     signatures: Mapping[str, Sequence[str]],
     *,
-    rng: int | np.random.Generator | np.random.SeedSequence | None,
+    rng: RNGLike,
     weight: float = 0.25,
     batch_size: int = 25,
 ) -> pd.DataFrame:
@@ -146,7 +147,7 @@ def ssgsea_cell_scores(
     adata: ad.AnnData,
     signatures: Mapping[str, Sequence[str]],
     *,
-    rng: int | np.random.Generator | np.random.SeedSequence | None,
+    rng: RNGLike,
     cell_type: str = "CD8_T",
 ) -> pd.DataFrame:
     """ssGSEA of each patient's ``cell_type`` pseudobulk, written to those cells.

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cd8exo._utils import RNGLike
 from cd8exo.scoring._chunks import cell_chunks, gene_means
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def control_genes(
     means: np.ndarray,
     signatures: Mapping[str, Sequence[str]],
     *,
-    rng: int | np.random.Generator | np.random.SeedSequence | None,
+    rng: RNGLike,
     n_bins: int = 25,
     ctrl_size: int = 50,
 ) -> dict[str, list[str]]:
@@ -152,7 +153,7 @@ def tirosh_scores(
     var_names: Sequence[str],
     signatures: Mapping[str, Sequence[str]],
     *,
-    rng: int | np.random.Generator | np.random.SeedSequence | None,
+    rng: RNGLike,
     n_bins: int = 25,
     ctrl_size: int = 50,
     controls: Mapping[str, Sequence[str]] | None = None,

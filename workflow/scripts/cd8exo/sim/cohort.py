@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from cd8exo._utils import RNGLike
 from cd8exo.sim.latent import correlated_latent, residualised_latent, spread_latent
 from cd8exo.sim.profiles import (
     DEPTH_FACTOR,
@@ -107,7 +108,7 @@ def simulate_cohort(
     background_pool: Sequence[str],
     effect_size: float = 0.5,
     independent_effect_size: float | None = None,
-    rng: int | np.random.Generator,
+    rng: RNGLike,
     low_cd8_patients: int = 1,
     low_quality_fraction: float = 0.03,
     median_umi: float = 2500.0,
@@ -184,9 +185,7 @@ def simulate_cohort(
     return simulate_from_specs(cohort=cohort, signal=signal, rng=rng)
 
 
-def simulate_from_specs(
-    *, cohort: CohortSpec, signal: SignalSpec, rng: int | np.random.Generator
-) -> SimulatedCohort:
+def simulate_from_specs(*, cohort: CohortSpec, signal: SignalSpec, rng: RNGLike) -> SimulatedCohort:
     """Simulate the cohort ``cohort`` with the planted signal ``signal``.
 
     The model is described at :func:`simulate_cohort`, which gives the same cohort for the
@@ -518,7 +517,7 @@ def _simulation_record(
     signal: SignalSpec,
     panel: _GenePanel,
     low_quality_cells: np.ndarray,
-    rng: int | np.random.Generator,
+    rng: RNGLike,
 ) -> dict[str, object]:
     """``uns["simulation"]``: what was simulated, with which parameters."""
     record = {

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from cd8exo._utils import as_rng
+from cd8exo._utils import RNGLike, as_rng
 from cd8exo.stats.correlation import (
     _bootstrap_spearman,
     _bootstrap_weights,
@@ -177,7 +177,7 @@ def _signature_blocks(
     *,
     covariates: np.ndarray | None,
     settings: _Settings,
-    rng: np.random.Generator | int | None,
+    rng: RNGLike,
 ) -> pd.DataFrame:
     """The statistics of every (signature, target) pair, one child generator per signature."""
     x_all = sender.to_numpy()
@@ -230,7 +230,7 @@ def association_table(
     exact_max: int = 40320,
     level: float = 0.95,
     ci_method: str = "percentile",
-    rng: np.random.Generator | int | None,
+    rng: RNGLike,
     family: str = "dataset",
 ) -> pd.DataFrame:
     """Patient-level association of every sender signature with every receiver target.

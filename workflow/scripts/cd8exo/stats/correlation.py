@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import stats as sps
 from scipy.special import ndtr, ndtri
 
-from cd8exo._utils import as_rng
+from cd8exo._utils import RNGLike, as_rng
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ def spearman_bootstrap_ci(
     n_boot: int = 2000,
     level: float = 0.95,
     method: str = "percentile",
-    rng: np.random.Generator | int | None,
+    rng: RNGLike,
 ) -> tuple[float, float]:
     """Bootstrap confidence interval of Spearman's rho, resampling patients.
 
@@ -358,7 +358,7 @@ def permutation_p(
     y: Sequence[float] | np.ndarray | pd.Series,
     *,
     n_perm: int = 10000,
-    rng: np.random.Generator | int | None,
+    rng: RNGLike,
     exact_max: int = 40320,
 ) -> float:
     """Patient-label permutation p value of Spearman's rho, two-sided on ``|rho|``.

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from cd8exo._utils import as_rng, seed_from
+from cd8exo._utils import RNGLike, as_rng, seed_from
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -248,7 +248,7 @@ def prerank(
     gene_sets: Mapping[str, Sequence[str]],
     *,
     permutations: int = 1000,
-    rng: int | np.random.Generator | None = None,
+    rng: RNGLike = None,
     min_size: int = 15,
     max_size: int = 500,
     threads: int = 1,
