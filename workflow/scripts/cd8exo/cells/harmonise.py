@@ -171,7 +171,7 @@ def harmonise(
             "malignant_column": malignant_column,
         },
     )
-    x = adata.X
+    x, value_scale = _counts_layer_or_x(adata, value_scale=value_scale, dataset=dataset)
     scale = _resolve_value_scale(x, value_scale=value_scale, dataset=dataset)
     contract = _contract_obs(
         obs,
@@ -337,6 +337,38 @@ def _with_original_columns(
         others = others.rename(columns=renames)
     others = others.drop(columns=[c for c in others.columns if c in contract.columns])
     return pd.concat([contract, others], axis=1)
+
+
+def _counts_layer_or_x(adata: ad.AnnData, *, value_scale: str, dataset: str):
+    """(matrix, value scale) to harmonise: ``layers["counts"]`` when ``X`` is not counts.
+
+    A processed h5ad often holds log-normalised values in ``X`` and the raw counts in
+    ``layers["counts"]``; the workflow normalises counts itself and sums them for
+    pseudobulk, so an integer, non-negative counts layer of the same shape is used
+    instead of a non-integer ``X`` (logged). Otherwise ``X`` and ``value_scale`` as given.
+    """
+    x = adata.X
+    layer = adata.layers.get("counts") if "counts" in adata.layers else None
+    if layer is None or x is None or _value_summary(x).integer:
+        return x, value_scale
+    summary = _value_summary(layer)
+    usable = summary.finite and summary.integer and summary.size and summary.minimum >= 0
+    if not usable or layer.shape != x.shape:
+        logger.warning(
+            "Dataset %r: X is not integer counts and layers['counts'] is not usable as counts "
+            "(%s); X is used as %s",
+            dataset,
+            "other shape" if layer.shape != x.shape else "non-integer or negative values",
+            value_scale,
+        )
+        return x, value_scale
+    logger.info(
+        "Dataset %r: X holds non-integer (normalised) values and layers['counts'] integer "
+        "counts: the counts layer is used (value scale 'counts'; value_scale %r applied to X)",
+        dataset,
+        value_scale,
+    )
+    return layer, "counts"
 
 
 def _resolve_value_scale(x, *, value_scale: str, dataset: str) -> str:
