@@ -202,7 +202,7 @@ def test_read_10x_missing_matrix_lists_folder(tmp_path):
     (folder / "genes.tsv").write_text("A\n")
     with pytest.raises(
         ValueError,
-        match=r"has no count matrix: expected one of \['matrix\.mtx', 'matrix\.mtx\.gz'\]; the folder holds \['genes\.tsv'\]",
+        match=r"has no count matrix \(matrix\.mtx or matrix\.mtx\.gz\); the folder holds \['genes\.tsv'\]",
     ):
         local.read_dataset(path=folder, data_format="10x_mtx")
 
