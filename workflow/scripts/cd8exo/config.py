@@ -199,10 +199,26 @@ def read_datasets(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         msg = f"dataset sheet {str(path)!r} does not exist; set 'datasets' in the config to a TSV file"
         raise ConfigError(msg)
-    table = pd.read_csv(
-        path, sep="\t", dtype=str, keep_default_na=False, comment="#", skip_blank_lines=True
-    )
+    try:
+        table = pd.read_csv(
+            path, sep="\t", dtype=str, keep_default_na=False, comment="#", skip_blank_lines=True
+        )
+    except pd.errors.EmptyDataError:
+        msg = (
+            f"dataset sheet {str(path)!r} is empty; it needs a header line (dataset, format, "
+            "path, ...) and one tab-separated row per dataset"
+        )
+        raise ConfigError(msg) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        msg = f"dataset sheet {str(path)!r} cannot be read as tab-separated text ({error})"
+        raise ConfigError(msg) from None
     table.columns = [c.strip() for c in table.columns]
+    if len(table.columns) == 1 and "," in table.columns[0]:
+        msg = (
+            f"dataset sheet {str(path)!r} looks comma-separated (header {table.columns[0]!r}); "
+            "the sheet is tab-separated: save it as TSV"
+        )
+        raise ConfigError(msg)
     return table.map(lambda v: v.strip() if isinstance(v, str) else v)
 
 

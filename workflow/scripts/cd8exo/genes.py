@@ -537,7 +537,7 @@ def _rescue_excel(
             kept.append(f"{name} ({' or '.join(candidates) or 'no gene known'})")
     if rescued or kept:
         logger.warning(
-            "%s: %d gene names look like dates made by Excel%s%s",
+            "%s: gene names that look like dates made by Excel (%d)%s%s",
             source,
             len(rescued) + len(kept),
             f"; renamed to the symbol they stand for: {', '.join(rescued)}" if rescued else "",

@@ -80,10 +80,11 @@ def _read_text_layout(
             rows = [_split_line(next(lines)[1], sep) for _ in range(metadata_rows)]
             reference = rows[0] if rows else _split_line(next(lines)[1], sep)
     except StopIteration:
-        msg = f"{path}: the file ends before its header, {metadata_rows} metadata rows and a gene row."
+        rows_wanted = f", {metadata_rows} metadata rows" if metadata_rows else ""
+        msg = f"{path}: the file ends before its header line{rows_wanted} and a first gene row."
         raise InputError(msg) from None
     except (EOFError, OSError, UnicodeDecodeError, zlib.error) as error:
-        msg = f"{path}: the start of the file cannot be read ({_read_error(error)})."
+        msg = f"{path}: the start of the file cannot be read: {_read_error(error)}."
         raise InputError(msg) from error
     trailing = bool(header and reference and header[-1] == "" and reference[-1] == "")
     if trailing:
@@ -128,7 +129,11 @@ def _read_error(error: BaseException) -> str:
             "the gzip stream ends early: the file is truncated (an interrupted copy or download?)"
         )
     if isinstance(error, UnicodeDecodeError):
-        return f"it is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8"
+        byte = error.object[error.start : error.start + 1].hex()
+        return (
+            f"it is not UTF-8 text: byte 0x{byte} is not UTF-8 (Latin-1 or Windows text, "
+            "e.g. an accented letter?); save it as UTF-8"
+        )
     return f"{type(error).__name__}: {error}"
 
 

@@ -147,7 +147,10 @@ def _read_h5ad_input(path: Path) -> ad.AnnData:
     require(h5ad_problem(path), what="The h5ad file", path=path)
     _check_anndata_layout(path)
     try:
-        adata = ad.read_h5ad(path)
+        with warnings.catch_warnings():
+            # duplicated symbols are merged (and named) by harmonise
+            warnings.filterwarnings("ignore", message="Variable names are not unique")
+            adata = ad.read_h5ad(path)
     except (*_FILE_ERRORS, KeyError, TypeError) as error:
         msg = (
             f"The h5ad file {path} is HDF5 but cannot be read as AnnData "

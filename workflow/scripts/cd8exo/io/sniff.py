@@ -42,6 +42,10 @@ WHITESPACE = r"\s+"
 #: Bytes inspected at the start of a file (decompressed, for gzip).
 _HEAD_BYTES = 65536
 
+#: gzip files up to this size are decompressed whole at start-up to find a truncation
+#: (about 0.1 s); larger ones are checked when they are read.
+_VERIFY_GZIP_BYTES = 4 << 20
+
 #: 10x file names: role -> accepted names (one of them must be present, not two).
 TENX_FILES = {
     "count matrix": ("matrix.mtx", "matrix.mtx.gz"),
@@ -73,14 +77,33 @@ def _head(path: Path, size: int = _HEAD_BYTES) -> bytes:
 
 
 def _gunzipped_head(path: Path, size: int = _HEAD_BYTES) -> tuple[bytes, str | None]:
-    """The first ``size`` decompressed bytes, and a problem if even they cannot be read."""
+    """The first (up to ``size``) decompressed bytes, and a problem if none can be read."""
+    raw = _head(path, max(4 * size, _HEAD_BYTES))
+    try:
+        head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, size)
+    except zlib.error as error:
+        return b"", f"starts like gzip but is not a readable gzip stream ({error})"
+    if not head and len(raw) < 64:
+        return b"", "is gzip-compressed but ends within its first block: the file is truncated"
+    return head, None
+
+
+def _gzip_truncated(path: Path) -> str | None:
+    """Whether a gzip file ends before its end marker (checked for files up to 4 MB only)."""
+    if path.stat().st_size > _VERIFY_GZIP_BYTES:
+        return None  # too large to decompress at start-up: the reader checks it
     try:
         with gzip.open(path, "rb") as handle:
-            return handle.read(size), None
+            while handle.read(1 << 20):
+                pass
     except EOFError:
-        return b"", "is gzip-compressed but ends within its first block: the file is truncated"
+        return (
+            "is a truncated gzip file: its compressed data end before the gzip end marker "
+            "(an interrupted copy or download?); copy or download it again"
+        )
     except (OSError, zlib.error) as error:
-        return b"", f"starts like gzip but is not a readable gzip stream ({error})"
+        return f"is a damaged gzip file ({error}); copy or download it again"
+    return None
 
 
 def _looks_like_html(head: bytes) -> bool:
@@ -231,8 +254,8 @@ def text_problem(path: str | Path, *, what: str = "a text table") -> str | None:
     """Problem with a file that should hold delimited text (plain or gzip), or None.
 
     Checks: it exists, is a file, is not empty; a name ending in ``.gz`` starts with the
-    gzip magic bytes; the (decompressed) start is text, not HTML, HDF5, an archive or
-    other binary data.
+    gzip magic bytes, and a gzip file up to 4 MB is whole (not truncated); the
+    (decompressed) start is text, not HTML, HDF5, an archive or other binary data.
     """
     path = Path(path)
     problem = _kind_problem(path, want=f"expected {what}")
@@ -247,8 +270,9 @@ def text_problem(path: str | Path, *, what: str = "a text table") -> str | None:
         )
     if head.startswith(GZIP_MAGIC):
         head, problem = _gunzipped_head(path)
+        problem = problem or _gzip_truncated(path)
         if problem is not None:
-            return f"{problem}; copy or download it again"
+            return problem if "again" in problem else f"{problem}; copy or download it again"
         if not head:
             return f"is an empty gzip file; expected {what}"
     found = describe_start(head)
@@ -271,8 +295,9 @@ def mtx_problem(path: Path) -> str | None:
         if not head.startswith(GZIP_MAGIC):
             return f"is named .gz but is not gzip-compressed: it is {describe_start(head)}"
         head, problem = _gunzipped_head(path, 64)
+        problem = problem or _gzip_truncated(path)
         if problem is not None:
-            return f"{problem}; copy or download it again"
+            return problem if "again" in problem else f"{problem}; copy or download it again"
     if not head.startswith(b"%%MatrixMarket"):
         return f"is {describe_start(head)}, not a Matrix Market file (first line %%MatrixMarket)"
     return None
@@ -305,14 +330,14 @@ def folder_10x_problems(folder: str | Path) -> list[str]:
             )
         elif len(found) > 1:
             problems.append(
-                f"holds several {role}s {found}; keep only one (e.g. the .gz) so that it is "
+                f"holds several files for its {role} {found}; keep only one (e.g. the .gz) so that it is "
                 "clear which to read"
             )
         for name in found:
             check = mtx_problem if role == "count matrix" else text_problem
             problem = check(folder / name)
             if problem is not None:
-                problems.append(f"its {name} {problem}")
+                problems.append(f"has a bad {name}: it {problem}")
     return problems
 
 
