@@ -454,6 +454,13 @@ H5AD_CASES = [
         names="Dataset 'mine'",
     ),
     Case(
+        "h5ad-nan-values",
+        _one(lambda f: h5ad_row(f, path=write_h5ad(f, x=np.where(counts() > 5, np.nan, counts())))),
+        "prepare",
+        ("NaN or infinite values",),
+        names="Dataset 'mine'",
+    ),
+    Case(
         "h5ad-unmapped-label",
         _one(
             lambda f: {
@@ -730,6 +737,12 @@ TEXT_CASES = [
         _one(_bad_value("high")),
         "read",
         ("line 4 (gene 'GZMB'), field 6: 'high' is not a finite number",),
+    ),
+    Case(
+        "text-infinite-value",
+        _one(_bad_value("inf")),
+        "read",
+        ("line 4 (gene 'GZMB'), field 6: 'inf' is not a finite number",),
     ),
     Case(
         "text-na-value",

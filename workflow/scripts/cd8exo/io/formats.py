@@ -45,6 +45,9 @@ class _TextLayout:
     trailing: bool = False  # every line ends in a separator (an empty last field)
 
 
+#: Values parsed at a time from a text matrix (a dense float32 chunk of about 80 MB).
+_TEXT_CHUNK_VALUES = 2e7
+
 #: How to fix a text matrix of the registry (shown in its error messages).
 _REGISTRY_HINT = (
     "Check matrix.sep and matrix.metadata_rows in the registry (a metadata row read as a gene?)"
@@ -157,7 +160,9 @@ def _read_text_values(
     position = {cell: number for number, cell in enumerate(layout.cells)}
     wanted = np.array(sorted(position[cell] for cell in cells), dtype=np.intp)
     n_columns = n_cells + 1 + int(layout.trailing)
-    dtype = {0: str, **dict.fromkeys(range(1, n_cells + 1), np.float32)}
+    # one column more than a row has: pandas silently cuts a long row that starts a chunk,
+    # so a value in this sentinel column is how a long row shows
+    dtype = {0: str, **dict.fromkeys(range(1, n_cells + 1), np.float32), n_columns: str}
     if layout.trailing:
         dtype[n_cells + 1] = str
     genes: list[str] = []
@@ -167,21 +172,21 @@ def _read_text_values(
             path,
             sep=sep,
             header=None,
+            names=list(range(n_columns + 1)),
+            index_col=False,
             skiprows=skip_rows,
             dtype=dtype,
             keep_default_na=False,
             na_values=[""],
             quotechar='"',
             compression="gzip" if is_gzip(path) else None,
-            chunksize=max(1, int(2e7 // n_columns)),
+            chunksize=max(1, int(_TEXT_CHUNK_VALUES // n_columns)),
             engine="c",
         )
         for chunk in reader:
             values = chunk.iloc[:, 1 : n_cells + 1].to_numpy(dtype=np.float32)
-            ragged = chunk.shape[1] != n_columns or (
-                layout.trailing and chunk.iloc[:, -1].notna().any()
-            )
-            if ragged or not np.isfinite(values).all():
+            beyond = chunk.iloc[:, n_cells + 1 :].notna().to_numpy()
+            if beyond.any() or not np.isfinite(values).all():
                 raise _BadRow
             genes.extend(_unquote(str(name)) for name in chunk[0])
             blocks.append(sp.csr_matrix(values[:, wanted]))
