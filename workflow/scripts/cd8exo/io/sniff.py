@@ -15,6 +15,7 @@ sentence (without the file name) saying what was found and what to do.
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import zlib
 from pathlib import Path
@@ -171,6 +172,8 @@ def _kind_problem(path: Path, *, want: str) -> str | None:
         return f"is a folder, not a file; {want}"
     if path.stat().st_size == 0:
         return f"is empty (0 bytes); {want}"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied); make it readable (chmod +r)"
     return None
 
 
@@ -194,6 +197,9 @@ def h5ad_problem(path: str | Path) -> str | None:
             )
         return problem
     head = _head(path, 4096)
+    # HDF5 allows a user block of 512, 1024, 2048 ... bytes before the superblock
+    offset = next((n for n in (0, 512, 1024, 2048) if head[n:].startswith(HDF5_SIGNATURE)), 0)
+    head = head[offset:]
     if not head.startswith(HDF5_SIGNATURE):
         found, hint = describe_start(head, with_start=False), _not_hdf5_hint(path, head)
         if _is_text(found):
@@ -225,29 +231,30 @@ def _not_hdf5_hint(path: Path, head: bytes) -> str:
 
 
 def _hdf5_stored_size(head: bytes) -> int | None:
-    """Base address + end-of-file address recorded in the HDF5 superblock (None if unknown).
+    """The end-of-file address recorded in an HDF5 superblock (None if unknown).
 
-    Superblock versions 0/1 store (base, free-space, end-of-file, driver) addresses after
-    24 (v0) or 28 (v1) bytes; versions 2/3 store (base, extension, end-of-file) after 12.
+    ``head`` starts at the superblock. Versions 0/1 store (base, free-space, end-of-file,
+    driver) addresses after 24 (v0) or 28 (v1) bytes; versions 2/3 store (base,
+    extension, end-of-file) after 12. The library writes the file's size there (a user
+    block included), so a shorter file has lost its end.
     """
     if len(head) < 16:
         return None
     version = head[8]
     if version in (0, 1):
-        size_of_offsets, start = head[13], 24 if version == 0 else 28
-        base_at, eof_at = start, start + 2 * head[13]
+        size_of_offsets = head[13]
+        eof_at = (24 if version == 0 else 28) + 2 * size_of_offsets
     elif version in (2, 3):
         size_of_offsets = head[9]
-        base_at, eof_at = 12, 12 + 2 * head[9]
+        eof_at = 12 + 2 * size_of_offsets
     else:
         return None
     if size_of_offsets not in (2, 4, 8) or len(head) < eof_at + size_of_offsets:
         return None
-    base = int.from_bytes(head[base_at : base_at + size_of_offsets], "little")
     eof = int.from_bytes(head[eof_at : eof_at + size_of_offsets], "little")
     if eof == (1 << (8 * size_of_offsets)) - 1:  # the undefined address
         return None
-    return base + eof
+    return eof
 
 
 def text_problem(path: str | Path, *, what: str = "a text table") -> str | None:
