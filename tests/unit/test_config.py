@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import anndata as ad
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -90,9 +92,13 @@ def _sheet(tmp_path: Path, rows: list[dict]) -> pd.DataFrame:
 
 @pytest.fixture
 def files(tmp_path):
-    (tmp_path / "data.h5ad").write_text("x")
+    ad.AnnData(np.ones((2, 2), dtype=np.float32)).write_h5ad(tmp_path / "data.h5ad")
     (tmp_path / "labels.tsv").write_text("label\tcell_type\n")
     (tmp_path / "tenx").mkdir()
+    (tmp_path / "tenx" / "matrix.mtx").write_text(
+        "%%MatrixMarket matrix coordinate integer general\n1 1 0\n"
+    )
+    (tmp_path / "tenx" / "features.tsv").write_text("CD8A\n")
     (tmp_path / "cells.tsv").write_text("cell\n")
     return tmp_path
 
@@ -121,14 +127,17 @@ def test_good_sheet_with_defaults(files):
             "row 2 (dataset 'cohort_1'): column 'path': file 'missing.h5ad' does not exist",
         ),
         ({"label_map": "nope.tsv"}, "column 'label_map': file 'nope.tsv' does not exist"),
-        ({"format": "loom"}, "column 'format' must be one of 'h5ad', '10x_mtx', got 'loom'"),
+        (
+            {"format": "loom"},
+            "column 'format' must be one of 'h5ad', '10x_mtx', 'text_matrix', got 'loom'",
+        ),
         ({"value_scale": "tpm"}, "column 'value_scale' must be one of"),
         ({"dataset": "my data"}, "column 'dataset' must match the pattern"),
         ({"patient_column": ""}, "required column 'patient_column' is missing"),
         ({"format": "10x_mtx", "path": "tenx"}, "required column 'cell_table' is missing"),
         (
             {"format": "10x_mtx", "cell_table": "cells.tsv"},
-            "is not a folder; format '10x_mtx' expects a folder",
+            "is not a folder (it is a file: an HDF5 file); format '10x_mtx' expects a folder",
         ),
     ],
 )

@@ -202,7 +202,7 @@ def test_read_10x_missing_matrix_lists_folder(tmp_path):
     (folder / "genes.tsv").write_text("A\n")
     with pytest.raises(
         ValueError,
-        match=r"has no count matrix: expected one of \['matrix\.mtx', 'matrix\.mtx\.gz'\]; the folder holds \['genes\.tsv'\]",
+        match=r"has no count matrix \(matrix\.mtx or matrix\.mtx\.gz\); the folder holds \['genes\.tsv'\]",
     ):
         local.read_dataset(path=folder, data_format="10x_mtx")
 
@@ -312,3 +312,37 @@ def test_gzip_tables_are_byte_identical_across_runs(tmp_path):
     tables.write_table(table, tmp_path / "b.tsv.gz")
     assert (tmp_path / "a.tsv.gz").read_bytes() == (tmp_path / "b.tsv.gz").read_bytes()
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "b.tsv.gz", sep="\t"), table)
+
+
+def test_text_matrix_is_read_in_chunks_and_a_late_ragged_row_is_named(tmp_path, monkeypatch):
+    """A text matrix read a few rows at a time gives the matrix a single read gives, and a
+    ragged row in a later chunk is reported with its own line number."""
+    from cd8exo.errors import InputError
+    from cd8exo.io import formats
+
+    rng = np.random.default_rng(3)
+    values = rng.poisson(1.0, size=(40, 6))  # genes x cells
+    cells = [f"c{i}" for i in range(6)]
+    lines = ["\t".join(["gene", *cells])]
+    lines += ["\t".join([f"G{g}", *map(str, values[g])]) for g in range(40)]
+    (tmp_path / "m.tsv.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    (tmp_path / "cells.tsv").write_text("cell\tpatient\n" + "".join(f"{c}\tp\n" for c in cells))
+    whole = local.read_dataset(
+        path=tmp_path / "m.tsv.gz", data_format="text_matrix", cell_table=tmp_path / "cells.tsv"
+    )
+    monkeypatch.setattr(formats, "_TEXT_CHUNK_VALUES", 21)  # 3 rows of 7 columns at a time
+    chunked = local.read_dataset(
+        path=tmp_path / "m.tsv.gz", data_format="text_matrix", cell_table=tmp_path / "cells.tsv"
+    )
+    np.testing.assert_array_equal(chunked.X.toarray(), values.T)
+    np.testing.assert_array_equal(whole.X.toarray(), values.T)
+    assert list(chunked.var_names) == [f"G{g}" for g in range(40)]
+
+    lines[31] = lines[31] + "\t9"
+    (tmp_path / "m.tsv.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    with pytest.raises(
+        InputError, match=r"line 32 \(gene 'G30'\) has 7 values but the header names 6 cells"
+    ):
+        local.read_dataset(
+            path=tmp_path / "m.tsv.gz", data_format="text_matrix", cell_table=tmp_path / "cells.tsv"
+        )

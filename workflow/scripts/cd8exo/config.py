@@ -18,6 +18,7 @@ import yaml
 
 from cd8exo.errors import ConfigError
 from cd8exo.io.registry import load_registry, registry_entry
+from cd8exo.io.sniff import folder_10x_problems, h5ad_problem, separator_problem, text_problem
 
 __all__ = [
     "ConfigError",
@@ -198,10 +199,26 @@ def read_datasets(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         msg = f"dataset sheet {str(path)!r} does not exist; set 'datasets' in the config to a TSV file"
         raise ConfigError(msg)
-    table = pd.read_csv(
-        path, sep="\t", dtype=str, keep_default_na=False, comment="#", skip_blank_lines=True
-    )
+    try:
+        table = pd.read_csv(
+            path, sep="\t", dtype=str, keep_default_na=False, comment="#", skip_blank_lines=True
+        )
+    except pd.errors.EmptyDataError:
+        msg = (
+            f"dataset sheet {str(path)!r} is empty; it needs a header line (dataset, format, "
+            "path, ...) and one tab-separated row per dataset"
+        )
+        raise ConfigError(msg) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        msg = f"dataset sheet {str(path)!r} cannot be read as tab-separated text ({error})"
+        raise ConfigError(msg) from None
     table.columns = [c.strip() for c in table.columns]
+    if len(table.columns) == 1 and "," in table.columns[0]:
+        msg = (
+            f"dataset sheet {str(path)!r} looks comma-separated (header {table.columns[0]!r}); "
+            "the sheet is tab-separated: save it as TSV"
+        )
+        raise ConfigError(msg)
     return table.map(lambda v: v.strip() if isinstance(v, str) else v)
 
 
@@ -213,7 +230,11 @@ def validate_datasets(
     base_dir: str | Path = ".",
     registry: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Validate each row of the dataset sheet and check that the files it names exist.
+    """Validate each row of the dataset sheet and check the files it names.
+
+    Every file must exist and be what its column says (an h5ad file is HDF5 and not
+    truncated, a 10x folder holds its files, text is text and not a web page; see
+    :func:`_check_files`), so that a wrong file stops the run at start-up.
 
     A row is either a **public dataset** (``registry_id`` naming an entry of the dataset
     registry; ``dataset`` defaults to it, and the local columns must stay empty) or a
@@ -268,6 +289,8 @@ def validate_datasets(
         errs = list(validator.iter_errors(row))
         for text in _describe_all(errs, schema):
             text = text.replace("key '", "column '").replace("keys '", "columns '")
+            if text.startswith("column 'format' must be one of"):
+                text += _format_hint(str(row.get("format", "")))
             problems.append(f"{where}: {text}")
         if not errs:
             problems.extend(f"{where}: {p}" for p in _check_files(row, base))
@@ -307,22 +330,57 @@ def _check_registry_ids(
 
 
 def _check_files(row: Mapping[str, Any], base: Path) -> list[str]:
+    """Problems with the files a row names: each exists and is what its column says.
+
+    Only the first kilobytes of each file are read (:mod:`cd8exo.io.sniff`): an h5ad is
+    HDF5 and not truncated, a 10x folder holds its files, a text file is text (gzip where
+    named ``.gz``) and not an HTML page. A public dataset's files are downloaded and
+    verified by the workflow, so only its ``truth`` file is checked here.
+    """
     problems = []
-    if "registry_id" in row:
-        # a public dataset: its files are downloaded and verified by the workflow
-        if "truth" in row and not (base / row["truth"]).is_file():
-            problems.append(f"column 'truth': file {row['truth']!r} does not exist")
-        return problems
-    path = base / row["path"]
-    if row["format"] == "10x_mtx":
-        if not path.is_dir():
-            problems.append(
-                f"column 'path': {row['path']!r} is not a folder; format '10x_mtx' expects a folder "
-                "with matrix.mtx[.gz], features.tsv[.gz] or genes.tsv[.gz] (and barcodes.tsv[.gz])"
-            )
-    elif not path.is_file():
-        problems.append(f"column 'path': file {row['path']!r} does not exist")
-    for column in ("cell_table", "label_map", "truth"):
-        if column in row and not (base / row[column]).is_file():
-            problems.append(f"column '{column}': file {row[column]!r} does not exist")
+    if "registry_id" not in row:
+        problems.extend(_data_problems(row, base))
+    for column, what in _TEXT_COLUMNS.items():
+        if column in row:
+            problem = text_problem(base / row[column], what=what)
+            if problem is not None:
+                problems.append(f"column '{column}': file {row[column]!r} {problem}")
     return problems
+
+
+#: Columns naming a text file, and what the file should hold.
+_TEXT_COLUMNS = {
+    "cell_table": "a cell table (TSV or CSV with a header line)",
+    "label_map": "a label map (TSV with columns label, cell_type)",
+    "truth": "a truth table (TSV)",
+}
+
+
+def _data_problems(row: Mapping[str, Any], base: Path) -> list[str]:
+    """Problems with a local row's ``path`` for its ``format``."""
+    path, shown = base / row["path"], repr(row["path"])
+    if row["format"] == "10x_mtx":
+        return [f"column 'path': {shown} {p}" for p in folder_10x_problems(path)]
+    if row["format"] == "h5ad":
+        problem = h5ad_problem(path)
+    else:  # text_matrix
+        problem = text_problem(path, what="a genes x cells text matrix (TSV, CSV or .txt)")
+        problem = problem or separator_problem(path)
+    return [] if problem is None else [f"column 'path': file {shown} {problem}"]
+
+
+def _format_hint(value: str) -> str:
+    """A hint for a ``format`` outside the schema's names (``""`` if none fits)."""
+    lower = value.strip().lower().lstrip(".")
+    if lower in {"h5ad", "10x_mtx", "text_matrix"}:
+        return f"; write it as {lower!r}"
+    if lower in {"csv", "tsv", "txt", "text", "csv.gz", "tsv.gz", "txt.gz", "matrix", "dense"}:
+        return "; a genes x cells text file is format 'text_matrix'"
+    if lower in {"10x", "mtx", "10x_mtx_gz", "mex", "cellranger", "10x_h5", "h5"}:
+        return (
+            "; a folder with matrix.mtx[.gz], features.tsv[.gz] and barcodes.tsv[.gz] is "
+            "format '10x_mtx' (a 10x .h5 file must first be converted to .h5ad)"
+        )
+    if lower in {"loom", "rds", "seurat", "h5seurat", "zarr"}:
+        return "; convert it to .h5ad first (format 'h5ad')"
+    return ""

@@ -56,6 +56,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cd8exo.errors import InputError
+
 __all__ = [
     "DEFAULT_ALIAS_TABLE",
     "DEFAULT_ENSEMBL_TABLE",
@@ -64,6 +66,7 @@ __all__ = [
     "clean_var_names",
     "load_symbol_tables",
     "map_symbols",
+    "repair_gene_names",
     "select_rows",
     "unique_symbols",
 ]
@@ -72,6 +75,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ALIAS_TABLE = Path("resources/genome/hgnc_alias_table.tsv.gz")
 DEFAULT_ENSEMBL_TABLE = Path("resources/genome/gencode_v48_genes_homo_sapiens.csv.gz")
+
+#: The repository the package ships in: relative table paths missing from the working
+#: directory (a run with ``--directory``) are looked up here.
+_REPOSITORY = Path(__file__).resolve().parents[3]
 
 #: Priority of a status when several rows end up with one symbol (lower wins).
 STATUS_PRIORITY: dict[str, int] = {
@@ -92,6 +99,10 @@ _EXCEL_DATE = re.compile(
 )
 _ENSEMBL = re.compile(r"^(ENSG\d{11})(\.\d+)?(_PAR_Y)?$")
 _ORF = re.compile(r"^(C[0-9XY]+)ORF(\d+)$")
+_HUMAN_ORF = re.compile(r"^C[0-9XY]+orf\d+")
+#: A mouse-style symbol: a capital, then lower case letters and digits (Cd8a, Gzmb, Rps27a).
+_TITLE_CASE = re.compile(r"^[A-Z][a-z0-9.\-]*[a-z][a-z0-9.\-]*$")
+_MOUSE_ENSEMBL = re.compile(r"^ENSMUSG\d{11}(\.\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -181,7 +192,15 @@ def load_symbol_tables(
     -------
     The lookup tables.
     """
-    return _load_tables(Path(alias_table).resolve(), Path(ensembl_table).resolve())
+    return _load_tables(_resource(alias_table).resolve(), _resource(ensembl_table).resolve())
+
+
+def _resource(path: str | Path) -> Path:
+    """``path``, or the repository's file of that relative path when the first is absent."""
+    path = Path(path)
+    if not path.is_absolute() and not path.exists() and (_REPOSITORY / path).exists():
+        return _REPOSITORY / path
+    return path
 
 
 def _lookup_keys(name: str) -> list[str]:
@@ -399,3 +418,130 @@ def unique_symbols(
     new_var.index = pd.Index(uniques.astype(str))
     merged.sort_indices()
     return sp.csr_matrix(merged), new_var
+
+
+# --------------------------------------------------------------------------- #
+# Gene names of a user's dataset
+# --------------------------------------------------------------------------- #
+def repair_gene_names(
+    names: Sequence[str], *, source: str, tables: SymbolTables | None = None
+) -> list[str]:
+    """Gene names of a local dataset made comparable with the gene sets, changing only
+    what is certainly wrong.
+
+    - **Mouse genes** (most names in Title case, ``Cd8a``, ``Gzmb``, or mouse Ensembl
+      ids ``ENSMUSG...``) stop with an :class:`~cd8exo.errors.InputError`: the gene sets
+      and targets are human.
+    - **Ensembl ids** (``ENSG...``, with or without version) become their GENCODE v48
+      gene names; the number mapped is logged, ids not in the table keep the bare id.
+    - **Excel dates** (``7-Sep``, ``1-Mar``) become the one symbol they stand for
+      (``SEPTIN7``), logged as a warning; an ambiguous date (``1-Mar``: MARCHF1 or
+      MTARC1), or one whose symbol the data already hold, keeps its name.
+
+    Every other name is returned as it is (duplicates are merged later by
+    :func:`cd8exo.cells.harmonise.harmonise`).
+
+    Parameters
+    ----------
+    names
+        The dataset's gene names, in order.
+    source
+        The file they come from, for messages.
+    tables
+        Lookup tables; :func:`load_symbol_tables` with its defaults when ``None``,
+        loaded only when a name is an Ensembl id or an Excel date.
+
+    Returns
+    -------
+    The names, in order, with Ensembl ids and Excel dates replaced.
+    """
+    names = [str(name).strip() for name in names]
+    _refuse_mouse(names, source=source)
+    is_ensembl = [bool(_ENSEMBL.match(name)) for name in names]
+    is_excel = [bool(_EXCEL_DATE.match(name)) for name in names]
+    if not any(is_ensembl) and not any(is_excel):
+        return names
+    tables = load_symbol_tables() if tables is None else tables
+    mapping = map_symbols(names, tables=tables)
+    out = list(names)
+    if any(is_ensembl):
+        _map_ensembl(out, mapping, is_ensembl, source=source)
+    if any(is_excel):
+        _rescue_excel(out, mapping, is_excel, tables=tables, source=source)
+    return out
+
+
+def _refuse_mouse(names: Sequence[str], *, source: str) -> None:
+    named = [name for name in names if any(c.isalpha() for c in name)]
+    mouse_ids = [name for name in named if _MOUSE_ENSEMBL.match(name)]
+    title = [name for name in named if _TITLE_CASE.match(name) and not _HUMAN_ORF.match(name)]
+    if len(mouse_ids) * 2 > len(named):
+        found, examples = "mouse Ensembl gene ids (ENSMUSG...)", mouse_ids[:3]
+    elif len(title) >= 3 and len(title) * 2 > len(named):
+        found = "written as mouse genes are (a capital, then lower case)"
+        examples = title[:3]
+    else:
+        return
+    share = max(len(mouse_ids), len(title))
+    msg = (
+        f"The gene names of {source} look like mouse genes: {share:,} of {len(named):,} are "
+        f"{found}, e.g. {', '.join(examples)}. cd8exo analyses human data named by HGNC "
+        "symbols (CD8A, GZMB): map mouse genes to their human orthologues first, or, if the "
+        "data are human and only the case was changed, write the gene names in upper case."
+    )
+    raise InputError(msg)
+
+
+def _map_ensembl(
+    out: list[str], mapping: pd.DataFrame, is_ensembl: Sequence[bool], *, source: str
+) -> None:
+    rows = np.flatnonzero(is_ensembl)
+    status = mapping["status"].to_numpy()[rows]
+    for row in rows:
+        out[row] = mapping["symbol"].iat[row]
+    n_mapped = int((status == "ensembl").sum())
+    unmapped = [out[row] for row in rows[status != "ensembl"]]
+    logger.info(
+        "%s: %d of %d Ensembl gene ids mapped to gene symbols through GENCODE v48 (%s)%s",
+        source,
+        n_mapped,
+        len(rows),
+        DEFAULT_ENSEMBL_TABLE.name,
+        f"; {len(unmapped)} without a name there keep their id (e.g. {', '.join(unmapped[:5])})"
+        if unmapped
+        else "",
+    )
+
+
+def _rescue_excel(
+    out: list[str],
+    mapping: pd.DataFrame,
+    is_excel: Sequence[bool],
+    *,
+    tables: SymbolTables,
+    source: str,
+) -> None:
+    present = set(out)
+    rescued, kept = [], []
+    for row in np.flatnonzero(is_excel):
+        name, symbol, status = mapping.iloc[row][["original", "symbol", "status"]]
+        if status == "excel" and symbol not in present:
+            out[row] = symbol
+            rescued.append(f"{name}->{symbol}")
+        elif status == "excel":
+            kept.append(f"{name} ({symbol} is already a gene of the data)")
+        elif status == "excel_unresolved":
+            candidates = next(
+                (tables.alias[key] for key in _lookup_keys(name) if key in tables.alias), ()
+            )
+            kept.append(f"{name} ({' or '.join(candidates) or 'no gene known'})")
+    if rescued or kept:
+        logger.warning(
+            "%s: gene names that look like dates made by Excel (%d)%s%s",
+            source,
+            len(rescued) + len(kept),
+            f"; renamed to the symbol they stand for: {', '.join(rescued)}" if rescued else "",
+            f"; not resolvable to one gene, they keep their names: {', '.join(kept)}"
+            if kept
+            else "",
+        )

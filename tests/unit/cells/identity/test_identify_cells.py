@@ -293,7 +293,7 @@ def test_schema_cancer_types_are_those_identity_knows():
 
 @pytest.fixture
 def sheet_files(tmp_path):
-    (tmp_path / "data.h5ad").write_text("")
+    ad.AnnData(np.ones((2, 2), dtype=np.float32)).write_h5ad(tmp_path / "data.h5ad")
     return tmp_path
 
 

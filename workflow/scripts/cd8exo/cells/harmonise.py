@@ -18,6 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cd8exo.cells.scale import _CHUNK_VALUES, _value_summary, detect_value_scale
+from cd8exo.errors import InputError
 from cd8exo.genes import unique_symbols
 from cd8exo.io.tables import read_tsv
 from cd8exo.vocabulary import CELL_TYPES, OBS_COLUMNS, VALUE_SCALES
@@ -72,7 +73,7 @@ def read_label_map(path: PathLike) -> dict[str, str]:
 
     Raises
     ------
-    ValueError
+    InputError
         A ``cell_type`` outside the vocabulary (naming the row and the allowed values),
         an empty field, or a label mapped twice to different cell types.
     """
@@ -84,20 +85,20 @@ def read_label_map(path: PathLike) -> dict[str, str]:
         where = f"{path}, row {row_number} (label {label!r})"
         if pd.isna(label) or pd.isna(cell_type) or not str(label).strip():
             msg = f"{where}: both label and cell_type must be filled in."
-            raise ValueError(msg)
+            raise InputError(msg)
         label, cell_type = str(label).strip(), str(cell_type).strip()
         if cell_type not in CELL_TYPES:
             msg = (
                 f"{where}: cell_type {cell_type!r} is not in the vocabulary; allowed values "
                 f"are {', '.join(CELL_TYPES)}."
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         if label in label_map and label_map[label] != cell_type:
             msg = (
                 f"{where}: label {label!r} is mapped twice, to {label_map[label]!r} and "
                 f"{cell_type!r}; keep one row."
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         label_map[label] = cell_type
     return label_map
 
@@ -171,7 +172,7 @@ def harmonise(
             "malignant_column": malignant_column,
         },
     )
-    x = adata.X
+    x, value_scale = _counts_layer_or_x(adata, value_scale=value_scale, dataset=dataset)
     scale = _resolve_value_scale(x, value_scale=value_scale, dataset=dataset)
     contract = _contract_obs(
         obs,
@@ -228,7 +229,7 @@ def _check_obs(obs: pd.DataFrame, *, dataset: str, columns: Mapping[str, str | N
                 f"metadata; available columns are {list(obs.columns)}. Fix the dataset's "
                 f"{argument} in the config."
             )
-            raise ValueError(msg)
+            raise InputError(msg)
 
     if not obs.index.is_unique:
         duplicated = obs.index[obs.index.duplicated()].unique()[:5].tolist()
@@ -237,7 +238,7 @@ def _check_obs(obs: pd.DataFrame, *, dataset: str, columns: Mapping[str, str | N
             "summaries match cells by id. Make them unique when reading (e.g. prefix each "
             "sample's barcodes with the sample id)."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
 
 
 def _cell_types(
@@ -259,7 +260,7 @@ def _cell_types(
             "authors' label column and the map of its labels onto the vocabulary), or "
             "neither for a dataset without labels (CD8 T and malignant cells are then inferred)."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     if cell_type_column is None:
         cell_type = pd.Series("other", index=obs.index, dtype=object)
         original = pd.Series(UNLABELLED, index=obs.index, dtype=object)
@@ -339,9 +340,45 @@ def _with_original_columns(
     return pd.concat([contract, others], axis=1)
 
 
+def _counts_layer_or_x(adata: ad.AnnData, *, value_scale: str, dataset: str):
+    """(matrix, value scale) to harmonise: ``layers["counts"]`` when ``X`` is not counts.
+
+    A processed h5ad often holds log-normalised values in ``X`` and the raw counts in
+    ``layers["counts"]``; the workflow normalises counts itself and sums them for
+    pseudobulk, so an integer, non-negative counts layer of the same shape is used
+    instead of a non-integer ``X`` (logged). Otherwise ``X`` and ``value_scale`` as given.
+    """
+    x = adata.X
+    layer = adata.layers.get("counts") if "counts" in adata.layers else None
+    if layer is None or x is None or _value_summary(x).integer:
+        return x, value_scale
+    summary = _value_summary(layer)
+    usable = summary.finite and summary.integer and summary.size and summary.minimum >= 0
+    if not usable or layer.shape != x.shape:
+        logger.warning(
+            "Dataset %r: X is not integer counts and layers['counts'] is not usable as counts "
+            "(%s); X is used as %s",
+            dataset,
+            "other shape" if layer.shape != x.shape else "non-integer or negative values",
+            value_scale,
+        )
+        return x, value_scale
+    logger.info(
+        "Dataset %r: X holds non-integer (normalised) values and layers['counts'] integer "
+        "counts: the counts layer is used (value scale 'counts'; value_scale %r applied to X)",
+        dataset,
+        value_scale,
+    )
+    return layer, "counts"
+
+
 def _resolve_value_scale(x, *, value_scale: str, dataset: str) -> str:
     if value_scale == "auto":
-        scale = detect_value_scale(x)
+        try:
+            scale = detect_value_scale(x)
+        except InputError as error:
+            msg = f"Dataset {dataset!r}: {error}"
+            raise InputError(msg) from None
         logger.info("Dataset %r: value scale detected as %s", dataset, scale)
         return scale
     if value_scale not in VALUE_SCALES:
@@ -349,30 +386,30 @@ def _resolve_value_scale(x, *, value_scale: str, dataset: str) -> str:
             f"Dataset {dataset!r}: value_scale {value_scale!r} is not one of "
             f"{', '.join(VALUE_SCALES)} or 'auto'."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     summary = _value_summary(x)
     if not summary.finite:
         msg = f"Dataset {dataset!r}: the expression matrix has NaN or infinite values."
-        raise ValueError(msg)
+        raise InputError(msg)
     if value_scale == "counts" and not summary.integer:
         msg = (
             f"Dataset {dataset!r}: value_scale is declared 'counts' but {summary.n_fractional} "
             f"values are not integers (e.g. {summary.fractional_examples}). Declare the scale "
             "the values are on ('log1p_norm', 'log2_tpm10') or 'auto', or give raw counts."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     if value_scale != "counts" and summary.integer and summary.size and summary.maximum > 0:
         msg = (
             f"Dataset {dataset!r}: value_scale is declared {value_scale!r} but every value is "
             "an integer, as raw counts are. Declare value_scale 'counts' (or 'auto')."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     if summary.size and summary.minimum < 0:
         msg = (
             f"Dataset {dataset!r}: the expression matrix has negative values (scaled data?); "
             "give counts or log-normalised values."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     return value_scale
 
 
@@ -385,7 +422,7 @@ def _map_labels(
             f"Dataset {dataset!r}: the label map maps {bad} outside the vocabulary; allowed "
             f"cell types are {', '.join(CELL_TYPES)}."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     original = labels.astype("string").fillna("<missing>").str.strip()
     catch_all = label_map.get(CATCH_ALL)
     mapped = original.map(lambda label: label_map.get(label, catch_all))
@@ -399,7 +436,7 @@ def _map_labels(
             f"(cell types: {', '.join(CELL_TYPES)}), or a row '*<TAB>other' to map all "
             "unlisted labels."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     return mapped.astype(str), original.astype(str)
 
 
@@ -411,7 +448,7 @@ def _id_column(values: pd.Series, *, name: str, dataset: str) -> pd.Series:
             f"{name!r} (e.g. {values.index[missing][:3].tolist()}). Fill it in or drop these "
             "cells before harmonising."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     return values.astype(str).str.strip()
 
 
@@ -429,7 +466,7 @@ def _as_bool(values: pd.Series, *, name: str, dataset: str) -> np.ndarray:
             f"recognised as true ({sorted(_TRUE)}) or false ({sorted(_FALSE)}). Recode the "
             "column or leave malignant_column empty to use cell_type == 'malignant'."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     return is_true.to_numpy(dtype=bool)
 
 

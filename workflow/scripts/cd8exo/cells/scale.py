@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from cd8exo.errors import InputError
 from cd8exo.vocabulary import VALUE_SCALES
 
 if TYPE_CHECKING:
@@ -72,10 +73,10 @@ def detect_value_scale(x: np.ndarray | sp.spmatrix | sp.sparray, *, allow_tpm: b
     summary = _value_summary(x)
     if summary.size == 0:
         msg = "The expression matrix is empty; its value scale cannot be determined."
-        raise ValueError(msg)
+        raise InputError(msg)
     if not summary.finite:
         msg = "The expression matrix has NaN or infinite values; fix them in the input data."
-        raise ValueError(msg)
+        raise InputError(msg)
     minimum = summary.minimum
     if minimum < 0:
         msg = (
@@ -83,7 +84,7 @@ def detect_value_scale(x: np.ndarray | sp.spmatrix | sp.sparray, *, allow_tpm: b
             "or centred. Provide raw counts or log-normalised values (ln(CP10k+1) or "
             "log2(TPM/10+1)) instead."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     if summary.integer:
         return "counts"
     maximum = summary.maximum
@@ -96,7 +97,7 @@ def detect_value_scale(x: np.ndarray | sp.spmatrix | sp.sparray, *, allow_tpm: b
             f"({', '.join(VALUE_SCALES)}). Provide raw counts, or transform to "
             "log2(TPM/10+1) and declare value_scale 'log2_tpm10'."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
 
     n_cells = x.shape[0]
     rows = np.unique(np.linspace(0, n_cells - 1, num=min(n_cells, _N_CELLS_INSPECTED)).astype(int))

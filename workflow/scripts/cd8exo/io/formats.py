@@ -7,7 +7,8 @@ import logging
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,7 +20,9 @@ import scipy.io
 import scipy.sparse as sp
 
 from cd8exo._utils import is_gzip, open_text
+from cd8exo.errors import InputError
 from cd8exo.io.obs import derive_obs, map_cellxgene_obs
+from cd8exo.io.sniff import WHITESPACE, require, text_problem
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +42,55 @@ class _TextLayout:
     cells: list[str]
     corner: bool
     metadata: pd.DataFrame
+    trailing: bool = False  # every line ends in a separator (an empty last field)
 
 
-def _read_text_layout(path: Path, *, sep: str, metadata_rows: int) -> _TextLayout:
-    with open_text(path, newline="") as handle:
-        reader = csv.reader(handle, delimiter=sep, quotechar='"')
-        try:
-            header = next(reader)
-            rows = [next(reader) for _ in range(metadata_rows)]
-            reference = rows[0] if rows else next(reader)
-        except StopIteration:
-            msg = f"{path}: the file ends before its header, {metadata_rows} metadata rows and a gene row."
-            raise ValueError(msg) from None
-    if header and reference and header[-1] == "" and reference[-1] == "":
+#: Values parsed at a time from a text matrix (a dense float32 chunk of about 80 MB).
+_TEXT_CHUNK_VALUES = 2e7
+
+#: How to fix a text matrix of the registry (shown in its error messages).
+_REGISTRY_HINT = (
+    "Check matrix.sep and matrix.metadata_rows in the registry (a metadata row read as a gene?)"
+)
+
+
+def _split_line(line: str, sep: str) -> list[str]:
+    """The fields of one line: csv rules (quotes) for one-character separators."""
+    if sep == WHITESPACE:
+        return [_unquote(field) for field in line.split()]
+    return next(csv.reader([line], delimiter=sep, quotechar='"'), [])
+
+
+def _text_lines(handle: Any) -> Iterator[tuple[int, str]]:
+    """(line number, line) of the non-blank lines of a text file."""
+    for number, line in enumerate(handle, start=1):
+        if line.strip():
+            yield number, line.rstrip("\r\n")
+
+
+def _read_text_layout(
+    path: Path, *, sep: str, metadata_rows: int, hint: str = _REGISTRY_HINT
+) -> _TextLayout:
+    """Cell ids (header), metadata rows and the layout of a genes x cells text matrix.
+
+    Reads the header, the metadata rows and the first gene row only.
+    """
+    require(text_problem(path, what="a text matrix"), what="The text matrix", path=path)
+    try:
+        with open_text(path, newline="") as handle:
+            lines = _text_lines(handle)
+            header = _split_line(next(lines)[1], sep)
+            rows = [_split_line(next(lines)[1], sep) for _ in range(metadata_rows)]
+            reference = rows[0] if rows else _split_line(next(lines)[1], sep)
+    except StopIteration:
+        rows_wanted = f", {metadata_rows} metadata rows" if metadata_rows else ""
+        msg = f"{path}: the file ends before its header line{rows_wanted} and a first gene row."
+        raise InputError(msg) from None
+    except (EOFError, OSError, UnicodeDecodeError, zlib.error) as error:
+        msg = f"{path}: the start of the file cannot be read: {_read_error(error)}."
+        raise InputError(msg) from error
+    trailing = bool(header and reference and header[-1] == "" and reference[-1] == "")
+    if trailing:
         # a trailing separator on every line: an empty last field that is no cell
         header, reference, rows = header[:-1], reference[:-1], [row[:-1] for row in rows]
     if len(reference) == len(header) + 1:
@@ -61,67 +100,161 @@ def _read_text_layout(path: Path, *, sep: str, metadata_rows: int) -> _TextLayou
     else:
         msg = (
             f"{path}: the header has {len(header)} fields but the next row has {len(reference)}; "
-            f"is the separator {sep!r} right (registry matrix.sep)?"
+            f"is the separator {_sep_name(sep)} right? {hint}."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     cells = [_unquote(cell) for cell in cells]
     duplicated = pd.Index(cells)[pd.Index(cells).duplicated()]
     if len(duplicated):
-        msg = f"{path}: cell ids occur twice in the header: {list(duplicated[:5])}."
-        raise ValueError(msg)
+        msg = f"{path}: cell ids occur twice in the header: {list(duplicated[:5])}; each cell needs its own id."
+        raise InputError(msg)
     metadata = pd.DataFrame(index=pd.Index(cells, dtype=str))
     for row in rows:
         if len(row) != len(cells) + 1:
             msg = (
                 f"{path}: metadata row {row[0]!r} has {len(row) - 1} values for {len(cells)} cells."
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         metadata[_unquote(row[0])] = [value.strip() for value in row[1:]]
     if metadata_rows:
         logger.info("%s: metadata rows %s", path.name, list(metadata.columns))
-    return _TextLayout(cells=cells, corner=corner, metadata=metadata)
+    return _TextLayout(cells=cells, corner=corner, metadata=metadata, trailing=trailing)
+
+
+def _sep_name(sep: str) -> str:
+    return {"\t": "tab", ",": "comma", WHITESPACE: "whitespace"}.get(sep, repr(sep))
+
+
+def _read_error(error: BaseException) -> str:
+    """A library's reading error in words (truncated gzip, bad bytes, other)."""
+    if isinstance(error, EOFError):
+        return (
+            "the gzip stream ends early: the file is truncated (an interrupted copy or download?)"
+        )
+    if isinstance(error, UnicodeDecodeError):
+        byte = error.object[error.start : error.start + 1].hex()
+        return (
+            f"it is not UTF-8 text: byte 0x{byte} is not UTF-8 (Latin-1 or Windows text, "
+            "e.g. an accented letter?); save it as UTF-8"
+        )
+    return f"{type(error).__name__}: {error}"
 
 
 def _read_text_values(
-    path: Path, *, sep: str, layout: _TextLayout, skip_rows: int, cells: Sequence[str]
+    path: Path,
+    *,
+    sep: str,
+    layout: _TextLayout,
+    skip_rows: int,
+    cells: Sequence[str],
+    hint: str = _REGISTRY_HINT,
 ) -> tuple[list[str], sp.csr_matrix]:
-    """Read the gene rows for ``cells`` (in that order): (gene names, cells x genes CSR)."""
+    """Read the gene rows for ``cells`` (in that order): (gene names, cells x genes CSR).
+
+    The file is read in chunks of rows (about 2e7 values each) and each chunk becomes a
+    sparse block at once, so the whole text is never held in memory. Every row must have
+    one number per cell: a short or long row, a value that is not a finite number, or a
+    truncated gzip stream stops with the line it happens on.
+    """
+    n_cells = len(layout.cells)
     position = {cell: number for number, cell in enumerate(layout.cells)}
-    wanted = sorted(position[cell] + 1 for cell in cells)  # +1: the gene-name column
-    chunk_rows = max(1, int(2e7 // max(1, len(wanted))))
-    reader = pd.read_csv(
-        path,
-        sep=sep,
-        header=None,
-        skiprows=skip_rows,
-        usecols=[0, *wanted],
-        dtype={0: str, **dict.fromkeys(wanted, np.float32)},
-        na_filter=False,
-        quotechar='"',
-        compression="gzip" if is_gzip(path) else None,
-        chunksize=chunk_rows,
-        engine="c",
-    )
+    wanted = np.array(sorted(position[cell] for cell in cells), dtype=np.intp)
+    n_columns = n_cells + 1 + int(layout.trailing)
+    # one column more than a row has: pandas silently cuts a long row that starts a chunk,
+    # so a value in this sentinel column is how a long row shows
+    dtype = {0: str, **dict.fromkeys(range(1, n_cells + 1), np.float32), n_columns: str}
+    if layout.trailing:
+        dtype[n_cells + 1] = str
     genes: list[str] = []
     blocks: list[sp.csr_matrix] = []
     try:
-        for chunk in reader:
-            genes.extend(_unquote(name) for name in chunk[0])
-            blocks.append(sp.csr_matrix(chunk[wanted].to_numpy(dtype=np.float32)))
-    except ValueError as error:
-        msg = (
-            f"{path}: a value is not a number ({error}). Check matrix.metadata_rows in the "
-            "registry (a metadata row read as a gene?) and the separator."
+        reader = pd.read_csv(
+            path,
+            sep=sep,
+            header=None,
+            names=list(range(n_columns + 1)),
+            index_col=False,
+            skiprows=skip_rows,
+            dtype=dtype,
+            keep_default_na=False,
+            na_values=[""],
+            quotechar='"',
+            compression="gzip" if is_gzip(path) else None,
+            chunksize=max(1, int(_TEXT_CHUNK_VALUES // n_columns)),
+            engine="c",
         )
-        raise ValueError(msg) from error
+        for chunk in reader:
+            values = chunk.iloc[:, 1 : n_cells + 1].to_numpy(dtype=np.float32)
+            beyond = chunk.iloc[:, n_cells + 1 :].notna().to_numpy()
+            if beyond.any() or not np.isfinite(values).all():
+                raise _BadRow
+            genes.extend(_unquote(str(name)) for name in chunk[0])
+            blocks.append(sp.csr_matrix(values[:, wanted]))
+    except (_BadRow, ValueError, KeyError, IndexError, EOFError, OSError, zlib.error) as error:
+        where = _first_bad_line(path, sep=sep, skip_rows=skip_rows, layout=layout)
+        found = where or _read_error(error)
+        msg = f"{path}: {found}. {hint}."
+        raise InputError(msg) from None
     if not blocks:
-        msg = f"{path}: no gene rows after the header and metadata rows."
-        raise ValueError(msg)
+        msg = (
+            f"{path}: no gene rows after the header{' and metadata rows' if skip_rows > 1 else ''}."
+        )
+        raise InputError(msg)
     genes_by_cells = sp.vstack(blocks, format="csr")
     # columns are in file order; put them in the order of `cells`
-    file_order = [layout.cells[column - 1] for column in wanted]
+    file_order = [layout.cells[column] for column in wanted]
     order = pd.Index(file_order).get_indexer(list(cells))
     return genes, sp.csr_matrix(genes_by_cells.T)[order]
+
+
+class _BadRow(Exception):
+    """A chunk of a text matrix holds a ragged row or a value that is not a finite number."""
+
+
+def _first_bad_line(path: Path, *, sep: str, skip_rows: int, layout: _TextLayout) -> str | None:
+    """The first problem of a text matrix's gene rows, with its line number (None if none).
+
+    Streams the file again (only after reading it failed): a row with too few or too many
+    fields, a value that is not a finite number, the end of a truncated gzip stream.
+    """
+    n_cells = len(layout.cells)
+    n_fields = n_cells + 1 + int(layout.trailing)
+    number = 0
+    try:
+        with open_text(path, newline="") as handle:
+            for index, (number, line) in enumerate(_text_lines(handle)):
+                if index < skip_rows:
+                    continue
+                problem = _row_problem(_split_line(line, sep), n_fields=n_fields, n_cells=n_cells)
+                if problem is not None:
+                    return f"line {number} {problem}"
+    except EOFError:
+        return (
+            f"the gzip stream ends after line {number}, in the middle of the data: the file is "
+            "truncated (an interrupted copy or download?); copy or download it again"
+        )
+    except (OSError, UnicodeDecodeError, zlib.error) as error:
+        return f"after line {number}: {_read_error(error)}"
+    return None
+
+
+def _row_problem(row: list[str], *, n_fields: int, n_cells: int) -> str | None:
+    gene = _unquote(row[0]) if row else ""
+    if len(row) != n_fields:
+        return (
+            f"(gene {gene!r}) has {len(row) - 1} values but the header names {n_cells} cells "
+            "(a ragged row: a missing or extra field, or a cut line)"
+        )
+    for column, value in enumerate(row[1 : n_cells + 1], start=2):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is None or not np.isfinite(number):
+            return f"(gene {gene!r}), field {column}: {value!r} is not a finite number"
+    if n_fields > n_cells + 1 and row[-1].strip():
+        return f"(gene {gene!r}) has a value after the separator that ends the other lines"
+    return None
 
 
 def _read_annotation(path: Path, spec: Mapping[str, Any]) -> pd.DataFrame:
