@@ -186,6 +186,7 @@ def final_outputs():
     ]
     outputs = expand(per_dataset, dataset=DATASETS.index)
     outputs.append("results/summary/associations.tsv")
+    outputs.append("results/summary/datasets.tsv")
     outputs.append("results/summary/patients.tsv")
     outputs.append("results/summary/meta_analysis.tsv")
     outputs.append("results/plots/meta/forest")
