@@ -5,6 +5,8 @@ rule associate_patients:
     input:
         patients="results/aggregate_patients/{dataset}.patients.tsv",
         random_sets="results/score_random_sets/{dataset}.tsv.gz",
+        # signatures skipped in this dataset get NA rows saying why
+        coverage="results/score_signatures/{dataset}.coverage.tsv",
     output:
         table="results/associate_patients/{dataset}.associations.tsv",
     log:
@@ -20,6 +22,9 @@ rule associate_patients:
     params:
         dataset="{dataset}",
         min_patients=config["association"]["min_patients"],
+        # quoted in the reason of a dataset with too few patients to test
+        min_cd8_cells=config["aggregation"]["min_cd8_cells"],
+        min_malignant_cells=config["aggregation"]["min_malignant_cells"],
         family=config["association"]["family"],
         n_boot=config["association"]["n_boot"],
         ci_level=config["association"]["ci_level"],
@@ -52,6 +57,31 @@ rule summarise_associations:
         runtime=10,
     script:
         "../scripts/concatenate_tables.py"
+
+
+rule summarise_datasets:
+    input:
+        associations="results/summary/associations.tsv",
+        patients="results/summary/patients.tsv",
+    output:
+        table=report(
+            "results/summary/datasets.tsv",
+            caption="../report/datasets.rst",
+            category="4. Associations",
+            labels={"table": "datasets: analysed, partly or not testable, and why"},
+        ),
+    log:
+        "logs/summarise_datasets/all.log",
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1  # a summary of small tables
+    resources:
+        mem_mb=1000,  # small tables
+        runtime=10,
+    params:
+        datasets=list(DATASETS.index),
+    script:
+        "../scripts/summarise_datasets.py"
 
 
 rule check_truth:

@@ -10,11 +10,19 @@ from cd8exo.config import (  # noqa: E402
     read_datasets,
     validate_config,
     validate_datasets,
+    validate_inputs,
 )
-from cd8exo.errors import ConfigError  # noqa: E402
+from cd8exo.errors import InputError  # noqa: E402
 from cd8exo.io.registry import load_registry, registry_entry  # noqa: E402
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+
+
+def stop(error):
+    """A user error in the config or an input it names: one readable message, no traceback."""
+    sys.stderr.write(f"cd8exo: {error}\n")
+    sys.exit(1)
+
 
 # A user error in the config stops here with one readable message, not a traceback.
 try:
@@ -27,9 +35,8 @@ try:
         source=config["datasets"],
         registry=config["download"]["registry"],
     )
-except ConfigError as error:
-    sys.stderr.write(f"cd8exo: {error}\n")
-    sys.exit(1)
+except InputError as error:
+    stop(error)
 
 
 wildcard_constraints:
@@ -145,6 +152,14 @@ def screen_gene_set_files():
     return files
 
 
+# The GMT files and the target table are read now, with the rules' own readers, so that a
+# broken one stops the run before any job runs (not after QC and cell identity).
+try:
+    validate_inputs(config, screen_gmt=screen_gene_set_files())
+except InputError as error:
+    stop(error)
+
+
 def config_inputs():
     """The small input files a run's results depend on (checksummed in run_info)."""
     files = [config["datasets"], *config["signatures"]["gmt"], config["targets"]["table"]]
@@ -171,6 +186,7 @@ def final_outputs():
     ]
     outputs = expand(per_dataset, dataset=DATASETS.index)
     outputs.append("results/summary/associations.tsv")
+    outputs.append("results/summary/datasets.tsv")
     outputs.append("results/summary/patients.tsv")
     outputs.append("results/summary/meta_analysis.tsv")
     outputs.append("results/plots/meta/forest")

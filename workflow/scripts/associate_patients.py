@@ -17,5 +17,8 @@ with log_to(snakemake.log[0]):
         ci_level=params.ci_level,
         family=params.family,
         rng=params.seed,
+        min_cd8_cells=params.min_cd8_cells,
+        min_malignant_cells=params.min_malignant_cells,
+        coverage=read_table(snakemake.input.coverage),
     )
     write_table(table, snakemake.output.table)

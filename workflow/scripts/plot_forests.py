@@ -1,10 +1,10 @@
-"""Rule plot_forests: one forest plot per (signature, target) tested in any dataset."""
+"""Rule plot_forests: one forest plot per (signature, target) of any dataset (untested pairs say why)."""
 
 from pathlib import Path
 
 from cd8exo.io.tables import read_table
 from cd8exo.log import log_to
-from cd8exo.pl import save_figure
+from cd8exo.pl import pair_figure_path, save_figure
 from cd8exo.pl.associations import forest_plot
 
 with log_to(snakemake.log[0]):
@@ -20,4 +20,4 @@ with log_to(snakemake.log[0]):
             target=row.target,
             level=snakemake.params.level,
         )
-        save_figure(fig, str(out / f"{row.signature}__{row.target}.png"))
+        save_figure(fig, pair_figure_path(out, row.signature, row.target))

@@ -2,11 +2,10 @@
 
 import anndata as ad
 
-from cd8exo.io.tables import read_gmt, read_patient_table, write_table
+from cd8exo.io.tables import merge_gene_sets, read_gmt, read_patient_table, write_table
 from cd8exo.log import log_to
 from cd8exo.patients.aggregate import malignant_pseudobulk
 from cd8exo.patients.table import split_patient_table
-from cd8exo.scoring.gene_sets import merge_gene_sets
 from cd8exo.stats.screen import prerank, rank_genes
 
 with log_to(snakemake.log[0]):

@@ -120,16 +120,33 @@ def test_signature_without_genes_is_skipped_when_others_remain():
     assert list(prepared.signatures) == ["ok"]
 
 
-def test_only_signature_without_genes_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"No signature can be scored") as info:
-        prepare_signatures({"mouse": ["Cd8a", "Gzmb"]}, ["A", "B"])
-    assert "'mouse': none of its 2 genes is in the data" in str(info.value)
-    assert "human HGNC" in str(info.value)
+def test_no_scorable_signature_is_a_warning_and_an_empty_result(caplog):
+    """Untestable is a result (issue 12): nothing to score is not an error, it is said why."""
+    with caplog.at_level(logging.WARNING, logger="cd8exo"):
+        prepared = prepare_signatures({"mouse": ["Cd8a", "Gzmb"]}, ["A", "B"])
+    assert prepared.signatures == {}
+    row = _row(prepared.coverage, "mouse")
+    assert (row["status"], row["reason"]) == ("skipped", "none of its 2 genes is in the data")
+    assert "No signature can be scored in this dataset (2 genes)" in caplog.text
+    assert "'mouse': none of its 2 genes is in the data" in caplog.text
+    assert "human HGNC" in caplog.text
 
 
-def test_every_skipped_signature_is_named_in_the_error():
-    with pytest.raises(ValueError, match=r"'s1': none of its 1 genes.*'s2': only 1 of 3"):
-        prepare_signatures({"s1": ["X"], "s2": ["A", "Y", "Z"]}, ["A"], min_coverage=0.9)
+def test_every_skipped_signature_is_named_in_the_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="cd8exo"):
+        prepared = prepare_signatures({"s1": ["X"], "s2": ["A", "Y", "Z"]}, ["A"], min_coverage=0.9)
+    assert prepared.signatures == {}
+    assert "'s1': none of its 1 genes is in the data; 's2': only 1 of 3" in caplog.text
+
+
+def test_nothing_to_score_gives_cells_without_score_columns(contract_adata):
+    adata = log_normalise(contract_adata)
+    scores = score_signatures(adata, {}, rng=0)
+    assert scores.shape == (adata.n_obs, 0)
+    assert scores.index.equals(adata.obs_names)
+    none_left = score_signatures(adata[:0], {"s": ["SIG1", "SIG2"]}, rng=0)
+    assert none_left.shape == (0, 1)
+    assert none_left.columns.tolist() == ["s"]
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5])

@@ -212,5 +212,10 @@ def test_forest_plot_draws_cis_weights_and_pooled_diamond():
     fig2, ax2 = plt.subplots()
     assert forest_plot(assoc, None, signature="sigB", target="PLP2", ax=ax2) is fig2
     plt.close(fig2)
-    with pytest.raises(ValueError, match="nothing to draw"):
-        forest_plot(assoc, meta, signature="sigA", target="NOPE")
+    # a pair no dataset has a rho for: the figure says so (issue 12: it never stops the run)
+    fig3, ax3 = plt.subplots()
+    assert forest_plot(assoc, meta, signature="sigA", target="NOPE", ax=ax3) is fig3
+    assert ax3.texts[0].get_text() == (
+        "No dataset has a rho for this pair; nothing to draw.\nno dataset has a row for it"
+    )
+    plt.close(fig3)

@@ -56,11 +56,16 @@ def test_pseudobulk_filters_match_a_hand_computation(contract_adata):
     )
 
 
-def test_pseudobulk_unknown_patient_and_nothing_expressed_are_errors(contract_adata):
+def test_pseudobulk_unknown_patient_is_an_error_nothing_expressed_a_warning(contract_adata, caplog):
     with pytest.raises(ValueError, match=r"P99.*no malignant cells"):
         malignant_pseudobulk(contract_adata, patients=["P1", "P99"])
-    with pytest.raises(ValueError, match=r"No gene is detected.*min_cpm"):
-        malignant_pseudobulk(contract_adata, min_cells_fraction=1.0, min_cpm=1e7)
+    with caplog.at_level(logging.WARNING, logger="cd8exo"):
+        nothing = malignant_pseudobulk(contract_adata, min_cells_fraction=1.0, min_cpm=1e7)
+    assert nothing.shape == (6, 0)  # the six patients, no gene: the screen stays empty
+    assert "No gene is detected in >= 1 of the malignant cells with a median CPM >= 1e+07" in (
+        caplog.text
+    )
+    assert "lower screen.min_cells_fraction / screen.min_cpm" in caplog.text
     with pytest.raises(ValueError, match="min_cells_fraction"):
         malignant_pseudobulk(contract_adata, min_cells_fraction=1.5)
 

@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from cd8exo.stats.testable import untested_table
 from cd8exo.stats.truth import check_truth
 
 
@@ -33,3 +34,14 @@ def test_each_outcome():
         "F": "not tested",
     }
     assert out["as_planted"].tolist() == [True, False, False, False, True, False]
+
+
+def test_na_rows_of_an_untestable_dataset_are_not_tested():
+    reason = "0 of 8 patients have >= 10 CD8 T cells and >= 20 malignant cells; 6 needed"
+    assoc = untested_table("tiny", ["s"], ["A", "B"], n_patients=0, note=reason)
+    truth = pd.DataFrame(
+        {"dataset": "tiny", "signature": "s", "target": ["A", "B"], "expected_sign": [-1, 0]}
+    )
+    out = check_truth(assoc, truth, fdr=0.05)
+    assert out["outcome"].tolist() == ["not tested", "not tested"]
+    assert not out["as_planted"].any()

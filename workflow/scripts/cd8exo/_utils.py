@@ -14,7 +14,16 @@ import numpy as np
 
 from cd8exo.errors import InputError
 
-__all__ = ["RNGLike", "as_rng", "atomic_write", "is_gzip", "open_text", "seed_from", "sha256sum"]
+__all__ = [
+    "RNGLike",
+    "as_rng",
+    "atomic_write",
+    "file_name_problem",
+    "is_gzip",
+    "open_text",
+    "seed_from",
+    "sha256sum",
+]
 
 #: What every ``rng=`` argument of the package accepts: a Generator (used as is) or
 #: anything :func:`numpy.random.default_rng` takes (a seed, a SeedSequence, None).
@@ -76,3 +85,20 @@ def sha256sum(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be part of a file name (None when it can).
+
+    Figures are named after signatures and target genes (``<signature>__<target>.png``):
+    a name with a path separator or NUL, or one that is ``.`` or ``..``, would write
+    elsewhere or fail. (Patient ids never reach a path.)
+    """
+    if not name:
+        return "it is empty"
+    bad = [repr(c) for c in ("/", "\\", "\0") if c in name]
+    if bad:
+        return f"it contains {', '.join(bad)}"
+    if name in {".", ".."}:
+        return f"it is {name!r}"
+    return None

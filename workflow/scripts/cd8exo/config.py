@@ -1,4 +1,4 @@
-"""Validation of ``config/config.yaml`` and ``config/datasets.tsv`` against JSON schemas.
+"""Validation of ``config/config.yaml``, ``config/datasets.tsv`` and the gene sets and targets they name.
 
 The schemas in ``workflow/schemas/`` describe every key; this module turns jsonschema's
 errors into one readable message per problem (which key or row, what is allowed, how to
@@ -8,7 +8,7 @@ fix it) and fills in the schema defaults, so the rules only ever see a complete 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,11 @@ import jsonschema
 import pandas as pd
 import yaml
 
-from cd8exo.errors import ConfigError
+from cd8exo._utils import file_name_problem
+from cd8exo.errors import ConfigError, InputError
 from cd8exo.io.registry import load_registry, registry_entry
 from cd8exo.io.sniff import folder_10x_problems, h5ad_problem, separator_problem, text_problem
+from cd8exo.io.tables import merge_gene_sets, read_gmt, read_targets, select_signatures
 
 __all__ = [
     "ConfigError",
@@ -27,6 +29,7 @@ __all__ = [
     "read_datasets",
     "validate_config",
     "validate_datasets",
+    "validate_inputs",
 ]
 
 
@@ -384,3 +387,110 @@ def _format_hint(value: str) -> str:
     if lower in {"loom", "rds", "seurat", "h5seurat", "zarr"}:
         return "; convert it to .h5ad first (format 'h5ad')"
     return ""
+
+
+# --------------------------------------------------------------------------- #
+# The gene sets and the target table, read once at start-up
+# --------------------------------------------------------------------------- #
+def _read_gene_sets(
+    paths: Sequence[str], *, key: str, allow_empty: bool, problems: list[str]
+) -> dict[str, dict[str, list[str]]]:
+    """GMT path -> its sets, for the files that read; the others' messages go to ``problems``."""
+    collections = {}
+    for path in paths:
+        try:
+            collections[str(path)] = read_gmt(path, allow_empty=allow_empty)
+        except InputError as error:
+            problems.append(f"{key}: {error}")
+    return collections
+
+
+def _unusable_names(names: Sequence[str], *, what: str, where: str) -> list[str]:
+    """Problems of names that figures cannot be named after (``<signature>__<target>.png``)."""
+    problems = []
+    for name in names:
+        reason = file_name_problem(str(name))
+        if reason:
+            problems.append(
+                f"{where}: {what} {name!r} cannot name a figure file ({reason}); rename it"
+            )
+    return problems
+
+
+def _signature_problems(config: Mapping[str, Any]) -> list[str]:
+    """Problems of ``signatures.gmt`` (with ``signatures.include``) and ``overlap_gmt``."""
+    problems: list[str] = []
+    signatures = config["signatures"]
+    collections = _read_gene_sets(
+        signatures["gmt"], key="signatures.gmt", allow_empty=False, problems=problems
+    )
+    if not problems:
+        try:
+            chosen = select_signatures(collections, include=signatures.get("include", []))
+        except InputError as error:
+            problems.append(f"signatures: {error}")
+        else:
+            problems += _unusable_names(list(chosen), what="signature", where="signatures.gmt")
+    _read_gene_sets(
+        signatures.get("overlap_gmt", []),
+        key="signatures.overlap_gmt",
+        allow_empty=True,
+        problems=problems,
+    )
+    return problems
+
+
+def _target_problems(config: Mapping[str, Any]) -> list[str]:
+    """Problems of ``targets.table`` and ``targets.extra``."""
+    targets = config["targets"]
+    try:
+        genes = read_targets(targets["table"])["gene"].tolist()
+    except InputError as error:
+        return [f"targets.table: {error}"]
+    return _unusable_names(
+        genes, what="target gene", where=f"targets.table ({targets['table']})"
+    ) + _unusable_names(list(targets.get("extra", [])), what="target gene", where="targets.extra")
+
+
+def validate_inputs(config: Mapping[str, Any], *, screen_gmt: Sequence[str] = ()) -> None:
+    """Read every GMT file and the target table the configuration names, before any job runs.
+
+    The files are read with the readers the rules use (:func:`cd8exo.io.tables.read_gmt`,
+    :func:`~cd8exo.io.tables.read_targets`), so a file that passes here is read the same
+    way later, and a broken one stops the run at start-up instead of after QC and cell
+    identity: a missing, empty, non-UTF-8 or damaged file, a GMT line without a name, a
+    tab or genes, a set defined twice, ``signatures.include`` naming an unknown set, a
+    target table without a ``gene`` column, with an empty or repeated gene, and a
+    signature or target name that cannot be part of a figure's file name.
+
+    Parameters
+    ----------
+    config
+        The validated configuration (:func:`validate_config`).
+    screen_gmt
+        The GMT files of the tumour-side screen as the rules resolve them (a relative path
+        missing from the working directory is the workflow's own copy); checked when
+        ``screen.enabled``.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem, one per line, each naming the config key, the file and
+        the line where there is one.
+    """
+    problems = _signature_problems(config) + _target_problems(config)
+    if config.get("screen", {}).get("enabled") and screen_gmt:
+        screen_problems: list[str] = []
+        collections = _read_gene_sets(
+            screen_gmt, key="screen.gmt", allow_empty=False, problems=screen_problems
+        )
+        if not screen_problems:
+            try:
+                merge_gene_sets(collections, config_key="screen.gmt")
+            except InputError as error:
+                screen_problems.append(f"screen.gmt: {error}")
+        problems += screen_problems
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        msg = f"invalid gene sets or target genes in the configuration:\n{lines}"
+        raise ConfigError(msg)

@@ -9,9 +9,14 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 
+from cd8exo.cells.identity.graph import MIN_GRAPH_CELLS
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["umap_coordinates"]
+__all__ = ["MIN_EMBED_GENES", "embedding_problem", "umap_coordinates"]
+
+#: Fewest genes a UMAP is computed from (PCA needs at least one component).
+MIN_EMBED_GENES = 2
 
 #: Above this many cells the kNN graph uses approximate neighbours (pynndescent).
 EXACT_NEIGHBOURS_MAX_CELLS = 50_000
@@ -41,13 +46,21 @@ def umap_coordinates(
 
     Returns
     -------
-    Cells x [UMAP1, UMAP2, patient, cell_type].
+    Cells x [UMAP1, UMAP2, patient, cell_type]. Data too small to embed
+    (:func:`embedding_problem`) is not an error: the coordinates are NaN, a column
+    ``note`` says why (the figure shows it) and a warning is logged.
     """
     if not adata.uns.get("cd8exo", {}).get("log_normalised", False):
         msg = (
             "umap_coordinates expects log-normalised data; run cd8exo.harmonise.log_normalise first"
         )
         raise ValueError(msg)
+    problem = embedding_problem(adata)
+    if problem:
+        logger.warning("No UMAP: %s", problem)
+        coords = pd.DataFrame(np.nan, index=adata.obs_names.copy(), columns=["UMAP1", "UMAP2"])
+        coords.index.name = "cell"
+        return coords.join(adata.obs[["patient", "cell_type"]]).assign(note=f"no UMAP: {problem}")
     work = ad.AnnData(X=adata.X.copy(), obs=adata.obs[["patient", "cell_type"]].copy())
     work.var_names = adata.var_names
     n_top = min(n_top_genes, work.n_vars)
@@ -71,3 +84,18 @@ def umap_coordinates(
     )
     coords.index.name = "cell"
     return coords.join(work.obs[["patient", "cell_type"]])
+
+
+def embedding_problem(adata: ad.AnnData) -> str | None:
+    """Why ``adata`` is too small for a UMAP (None when it is not).
+
+    A kNN graph needs at least :data:`~cd8exo.cells.identity.graph.MIN_GRAPH_CELLS`
+    cells and PCA at least :data:`MIN_EMBED_GENES` genes.
+    """
+    if adata.n_obs == 0:
+        return "no cell passed QC"
+    if adata.n_obs < MIN_GRAPH_CELLS:
+        return f"only {adata.n_obs} cells (at least {MIN_GRAPH_CELLS} are needed)"
+    if adata.n_vars < MIN_EMBED_GENES:
+        return f"only {adata.n_vars} gene(s) (at least {MIN_EMBED_GENES} are needed)"
+    return None

@@ -259,11 +259,12 @@ def malignant_pseudobulk(
     Patients x kept genes, ``log2(CPM + 1)``; patients sorted, genes in ``var`` order
     (empty, with a warning, when ``patients`` is empty).
 
+    No gene passing the filters gives patients x 0 genes, with a warning.
+
     Raises
     ------
     ValueError
-        When a requested patient has no malignant cells, a filter is out of range, or no
-        gene passes the filters.
+        When a requested patient has no malignant cells or a filter is out of range.
     """
     if not 0 <= min_cells_fraction <= 1:
         msg = f"min_cells_fraction must be between 0 and 1, got {min_cells_fraction}."
@@ -308,10 +309,12 @@ def malignant_pseudobulk(
         min_cpm,
     )
     if not keep.any():
-        msg = (
-            f"No gene is detected in >= {min_cells_fraction} of the malignant cells with a "
-            f"median CPM >= {min_cpm} (highest detection {detected.max():.3g}); lower "
-            "screen.min_cells_fraction / screen.min_cpm in the config."
+        logger.warning(
+            "No gene is detected in >= %g of the malignant cells with a median CPM >= %g "
+            "(highest detection %.3g): the screen has nothing to rank; lower "
+            "screen.min_cells_fraction / screen.min_cpm in the config",
+            min_cells_fraction,
+            min_cpm,
+            detected.max(),
         )
-        raise ValueError(msg)
     return pseudobulk.loc[:, keep]

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from cd8exo.errors import InputError
+
 __all__ = [
     "EXPR_PREFIX",
     "SCORE_PREFIX",
@@ -94,9 +96,9 @@ def patient_covariates(table: pd.DataFrame, *, columns) -> pd.DataFrame | None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
         msg = (
-            f"covariate(s) {', '.join(missing)} are not in the patient table; "
-            f"available: {', '.join(c for c in table.columns if ':' not in c)}"
+            f"association.covariates: covariate(s) {', '.join(missing)} are not in the "
+            f"patient table; available: {', '.join(c for c in table.columns if ':' not in c)}"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     included = table[table["included"].astype(str).str.lower() == "true"]
     return included.set_index("patient")[list(columns)].astype(float)

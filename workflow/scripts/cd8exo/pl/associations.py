@@ -11,11 +11,21 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from scipy import stats as sps
 
+from cd8exo.pl import message_figure
 from cd8exo.stats.meta import RHO_CLIP, _meta_row, _usable
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["association_scatter", "forest_plot", "rho_heatmap"]
+__all__ = ["association_scatter", "forest_plot", "pair_scatter", "rho_heatmap"]
+
+
+def _untested_text(rows: pd.DataFrame) -> str:
+    """``dataset: note`` of each untested row (one line each)."""
+    lines = []
+    for row in rows.itertuples():
+        note = str(row.note) if "note" in rows and pd.notna(row.note) and str(row.note) else ""
+        lines.append(f"{row.dataset}: {note or 'not tested'}")
+    return "\n".join(lines)
 
 
 def forest_plot(
@@ -50,18 +60,21 @@ def forest_plot(
     Returns
     -------
     matplotlib.figure.Figure
-        The figure holding ``ax``.
+        The figure holding ``ax``; when no dataset has a rho for the pair, a figure that
+        says so and gives each dataset's reason.
     """
-    rows = associations[
+    pair = associations[
         (associations["signature"] == signature) & (associations["target"] == target)
     ]
-    rows = rows[_usable(rows)]
+    rows = pair[_usable(pair)]
     if rows.empty:
-        msg = (
-            f"forest_plot: no dataset has a rho for signature {signature!r}, target "
-            f"{target!r}; nothing to draw."
+        reasons = _untested_text(pair) or "no dataset has a row for it"
+        return message_figure(
+            f"No dataset has a rho for this pair; nothing to draw.\n{reasons}",
+            title=f"{signature} → {target}",
+            size=(6.5, 1.6 + 0.3 * len(pair)),
+            ax=ax,
         )
-        raise ValueError(msg)
     row = _meta_row(meta, associations, signature=signature, target=target)
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.5, 1.2 + 0.45 * (len(rows) + 2)))
@@ -151,7 +164,15 @@ def association_scatter(
 
 
 def rho_heatmap(table: pd.DataFrame, *, fdr: float = 0.05, title: str = "", ax=None) -> Figure:
-    """Spearman rho, signatures x targets, with ``*`` where q < ``fdr``."""
+    """Spearman rho, signatures x targets, with ``*`` where q < ``fdr``.
+
+    When no pair has a rho, the title also gives the reason(s) (the rows' ``note``).
+    """
+    if table.empty:
+        return message_figure("No association was computed for this dataset.", title=title)
+    if table["rho"].isna().all():
+        notes = [n for n in dict.fromkeys(table["note"].fillna("").astype(str)) if n]
+        title = f"{title}\nnot testable: {'; '.join(notes) or 'no rho'}".strip()
     rho = table.pivot(index="signature", columns="target", values="rho")
     q = table.pivot(index="signature", columns="target", values="q_value").reindex_like(rho)
     if ax is None:
@@ -181,3 +202,32 @@ def rho_heatmap(table: pd.DataFrame, *, fdr: float = 0.05, title: str = "", ax=N
     ax.set_title(title or f"* q < {fdr}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def pair_scatter(row: pd.Series, sender: pd.DataFrame, receiver: pd.DataFrame) -> Figure:
+    """The patient-level scatter of one association row, or a figure saying why there is none.
+
+    Parameters
+    ----------
+    row
+        One row of the association table (``signature``, ``target``, ``rho``,
+        ``q_value``, ``ci_low``, ``ci_high``, ``note``).
+    sender, receiver
+        The included patients' scores and target values
+        (:func:`cd8exo.patients.table.split_patient_table`).
+    """
+    signature, target = str(row["signature"]), str(row["target"])
+    if pd.isna(row["rho"]) or signature not in sender or target not in receiver:
+        note = str(row["note"]) if pd.notna(row.get("note")) and str(row["note"]) else "no rho"
+        return message_figure(
+            f"Not tested: {note}.", title=f"{signature} → {target}", size=(4.2, 1.6)
+        )
+    return association_scatter(
+        sender[signature],
+        receiver[target],
+        signature=signature,
+        target=target,
+        rho=float(row["rho"]),
+        q_value=float(row["q_value"]),
+        ci=(float(row["ci_low"]), float(row["ci_high"])),
+    )

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from cd8exo._utils import RNGLike, as_rng
 from cd8exo.cells.identity.cnv import CNVResult, cnv_from_anndata
-from cd8exo.pl import _categorical_colours
+from cd8exo.pl import _categorical_colours, message_figure
 from cd8exo.vocabulary import CELL_TYPES
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,17 @@ def cnv_figure(stored: ad.AnnData, *, title: str = "", rng: RNGLike = 0) -> Figu
 
 
 def umap_figure(coords: pd.DataFrame, *, title: str = "") -> Figure:
-    """UMAP coloured by cell type (left) and by patient (right)."""
+    """UMAP coloured by cell type (left) and by patient (right).
+
+    Without coordinates (no cell, or data too small to embed: :func:`umap_coordinates`
+    writes NaN and a ``note``) the figure says why instead.
+    """
+    finite = coords[["UMAP1", "UMAP2"]].notna().all(axis=1) if len(coords) else []
+    if not len(coords) or not finite.any():
+        notes = coords["note"].dropna().astype(str).unique() if "note" in coords else []
+        note = notes[0] if len(notes) else "no UMAP: no cell passed QC"
+        return message_figure(f"{note}.", title=f"{title} UMAP".strip())
+    coords = coords[finite]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
     for ax, column in zip(axes, ["cell_type", "patient"], strict=True):
         values = coords[column].astype(str)

@@ -16,6 +16,8 @@ import math
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from cd8exo.pl import message_figure
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["concordance_figure", "sender_scores_figure"]
@@ -40,6 +42,10 @@ def concordance_figure(table: pd.DataFrame, *, title: str = "") -> Figure:
     mpl.use("Agg")
     import matplotlib.pyplot as plt
 
+    if table.empty:
+        return message_figure(
+            "No signature was scored in this dataset: no scoring methods to compare.", title=title
+        )
     levels = [level for level in ("cell", "patient") if (table["level"] == level).any()]
     signatures = list(dict.fromkeys(table["signature"]))
     widths = [
@@ -94,8 +100,16 @@ def sender_scores_figure(
     """Per-cell signature scores in CD8 T cells, one box per patient, one panel per signature.
 
     Patients are ordered by their mean score of the first signature; excluded patients
-    (too few cells) are drawn in grey.
+    (too few cells) are drawn in grey. Without a scored signature or without a CD8 T
+    cell the figure says so instead.
     """
+    if not signatures or scores.empty:
+        why = (
+            "no signature could be scored in this dataset (see its coverage table)"
+            if not signatures
+            else "no CD8 T cells in this dataset"
+        )
+        return message_figure(f"No CD8 T-cell scores to show: {why}.", title=title)
     n = len(signatures)
     ncols = min(2, n)
     nrows = math.ceil(n / ncols)

@@ -352,14 +352,14 @@ def prepare_signatures(
 
     Returns
     -------
-    :class:`PreparedSignatures`.
+    :class:`PreparedSignatures`. When no signature is left to score, ``signatures`` is
+    empty and a warning names every signature and why it was skipped (the dataset is
+    then not testable, and its association rows say why).
 
     Raises
     ------
     ValueError
-        When ``min_coverage`` is outside [0, 1], or no signature is left to score; the
-        message names every signature and why it was skipped (e.g. a single signature
-        none of whose genes is in the data).
+        When ``min_coverage`` is outside [0, 1].
     """
     if not 0.0 <= min_coverage <= 1.0:
         msg = f"min_coverage must be between 0 and 1 (a fraction of the genes), got {min_coverage}."
@@ -390,13 +390,15 @@ def prepare_signatures(
             kept[name] = guarded.scored
             _log_scored(row, guarded)
     if not kept:
+        # not an error: the dataset is not testable, and its association rows say why
         reasons = "; ".join(f"{r.signature!r}: {r.reason}" for r in coverage.itertuples())
-        msg = (
-            f"No signature can be scored in this dataset ({len(list(var_names))} genes): "
-            f"{reasons or 'no signatures given'}. Check the gene symbols (human HGNC, not "
-            "mouse or Ensembl ids), the GMT files, or lower signatures.min_coverage."
+        logger.warning(
+            "No signature can be scored in this dataset (%d genes): %s. Check the gene "
+            "symbols (human HGNC, not mouse or Ensembl ids), the GMT files, or lower "
+            "signatures.min_coverage.",
+            len(list(var_names)),
+            reasons or "no signatures given",
         )
-        raise ValueError(msg)
     overlap = pd.DataFrame(overlap_rows, columns=list(OVERLAP_COLUMNS))
     coverage = coverage.astype({"n_overlap": int, "n_scored": int})
     return PreparedSignatures(signatures=kept, coverage=coverage, overlap=overlap)

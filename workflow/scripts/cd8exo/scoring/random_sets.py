@@ -24,7 +24,7 @@ from cd8exo.scoring.score import score_signatures
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SET_SEPARATOR", "matched_random_sets", "random_set_scores"]
+__all__ = ["SET_SEPARATOR", "matched_random_sets", "matching_problem", "random_set_scores"]
 
 #: Random set ``i`` of signature ``S`` is named ``S|random|i``.
 SET_SEPARATOR = "|random|"
@@ -65,7 +65,9 @@ def random_set_scores(
     ``score`` (mean over the patient's CD8 T cells).
     """
     columns = ["patient", "signature", "random_set", "score"]
-    if n_sets == 0 or not signatures:
+    if n_sets == 0 or not signatures or adata.n_obs == 0:
+        if adata.n_obs == 0 and signatures:
+            logger.warning("no cells: no random sets drawn (specificity p values are NA)")
         return pd.DataFrame(columns=columns)
     means = pd.Series(gene_means(adata.X), index=adata.var_names)
     children = np.random.SeedSequence(rng).spawn(len(signatures))
@@ -75,6 +77,11 @@ def random_set_scores(
         present = [g for g in genes if g in means.index]
         if not present:
             logger.warning("signature %s: no gene present, no random sets drawn", name)
+            continue
+        problem = matching_problem(present, means, n_bins=n_bins)
+        if problem:
+            # a dataset with few genes: this signature's specificity p values stay NA
+            logger.warning("signature %s: no random sets drawn: %s", name, problem)
             continue
         sets = matched_random_sets(
             present, means, n_sets=n_sets, n_bins=n_bins, rng=np.random.default_rng(child)
@@ -155,14 +162,11 @@ def matched_random_sets(
             "that gene symbols match the dataset's var_names."
         )
         raise ValueError(msg)
-    if n_bins > len(means):
-        msg = f"matched_random_sets: n_bins={n_bins} exceeds the number of genes ({len(means)})."
+    problem = matching_problem(genes, means, n_bins=n_bins)
+    if problem:
+        msg = f"matched_random_sets: {problem}."
         raise ValueError(msg)
-    # equal-count bins on the rank (ties broken by order) so every bin has a pool
-    bins = pd.Series(
-        np.floor(means.rank(method="first").to_numpy() - 1) * n_bins // len(means),
-        index=means.index,
-    ).astype(int)
+    bins = _expression_bins(means, n_bins=n_bins)
     is_signature = means.index.isin(genes)
     generator = as_rng(rng)
     sets = np.empty((n_sets, len(genes)), dtype=object)
@@ -170,13 +174,37 @@ def matched_random_sets(
     for b in np.unique(signature_bins):
         slots = np.flatnonzero(signature_bins == b)
         pool = means.index[(bins.to_numpy() == b) & ~is_signature].to_numpy()
-        if pool.size < slots.size:
-            msg = (
-                f"matched_random_sets: expression bin {b} holds {slots.size} signature "
-                f"gene(s) but only {pool.size} other gene(s) to draw from; use fewer bins "
-                f"(n_bins={n_bins})."
-            )
-            raise ValueError(msg)
         draws = generator.permuted(np.tile(np.arange(pool.size), (n_sets, 1)), axis=1)
         sets[:, slots] = pool[draws[:, : slots.size]]
     return [list(row) for row in sets]
+
+
+def _expression_bins(means: pd.Series, *, n_bins: int) -> pd.Series:
+    """Equal-count bins on the rank of the means (ties broken by order): every bin has a pool."""
+    return pd.Series(
+        np.floor(means.rank(method="first").to_numpy() - 1) * n_bins // len(means),
+        index=means.index,
+    ).astype(int)
+
+
+def matching_problem(genes: Sequence[str], means: pd.Series, *, n_bins: int) -> str | None:
+    """Why random sets cannot be matched to ``genes`` in ``n_bins`` bins (None when they can).
+
+    They cannot when there are fewer genes than bins, or a bin holds more signature genes
+    than other genes to draw from (a dataset with few genes).
+    """
+    means = means.astype(float).dropna()
+    if n_bins > len(means):
+        return f"n_bins={n_bins} exceeds the number of genes ({len(means)})"
+    bins = _expression_bins(means, n_bins=n_bins)
+    is_signature = means.index.isin(list(genes))
+    signature_bins = bins.loc[[g for g in genes if g in means.index]].to_numpy()
+    for b in np.unique(signature_bins):
+        n_slots = int((signature_bins == b).sum())
+        n_pool = int(((bins.to_numpy() == b) & ~is_signature).sum())
+        if n_pool < n_slots:
+            return (
+                f"expression bin {b} holds {n_slots} signature gene(s) but only {n_pool} "
+                f"other gene(s) to draw from; use fewer bins (n_bins={n_bins})"
+            )
+    return None

@@ -148,6 +148,11 @@ def score_signatures(
             "log-scaled X",
             info.get("dataset"),
         )
+    if not signatures or adata.n_obs == 0:
+        # no signature could be scored in this dataset, or no cell is left: not an error
+        return pd.DataFrame(
+            index=adata.obs_names.copy(), columns=list(signatures), dtype=np.float64
+        )
     coverage = signature_coverage(adata.var_names, signatures)
     empty = coverage.loc[coverage["n_scored"] == 0, "signature"].tolist()
     if empty:

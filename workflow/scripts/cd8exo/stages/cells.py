@@ -5,6 +5,7 @@ prepare, filter, identify, score, random sets, aggregate; see :mod:`cd8exo.stage
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ from cd8exo.scoring.gene_sets import select_signatures
 from cd8exo.scoring.prepare import PreparedSignatures, prepare_signatures, receiver_gene_sets
 from cd8exo.scoring.random_sets import random_set_scores
 from cd8exo.scoring.score import score_signatures
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "Identified",
@@ -76,6 +79,16 @@ def filter_cells(
     The kept, log-normalised cells and the table of removed cells per patient and type.
     """
     kept, removed = qc_filter_cells(adata, min_genes=min_genes, max_mito_fraction=max_mito_fraction)
+    if adata.n_obs and not kept.n_obs:
+        # not an error: the dataset's association rows will say it could not be tested
+        logger.warning(
+            "QC removed all %d cells (qc.min_genes=%d of the data's %d genes, "
+            "qc.max_mito_fraction=%g): nothing of this dataset can be tested",
+            adata.n_obs,
+            min_genes,
+            adata.n_vars,
+            max_mito_fraction,
+        )
     return log_normalise(kept), removed
 
 

@@ -19,7 +19,7 @@ from cd8exo._utils import RNGLike, as_rng
 from cd8exo.cells.identity.agreement import _agreement_rows, _label_flags, author_label_flags
 from cd8exo.cells.identity.cd8 import call_cd8
 from cd8exo.cells.identity.cnv import CNVResult
-from cd8exo.cells.identity.graph import embed_cells
+from cd8exo.cells.identity.graph import MIN_GRAPH_CELLS, embed_cells
 from cd8exo.cells.identity.malignant import call_malignant
 from cd8exo.cells.identity.tables import (
     IDENTITY_COLUMNS,
@@ -106,8 +106,18 @@ def annotate_identity(
     gen = as_rng(rng)
     _check_author_columns(adata.obs, use_author=use_author)
     embedding = None
+    too_few = adata.n_obs < MIN_GRAPH_CELLS
     if not (use_author["cd8"] and use_author["malignant"]):
-        embedding = embed_cells(adata, rng=gen, resolution=resolution)
+        if too_few:
+            logger.warning(
+                "Only %d cells: too few (at least %d) to infer CD8 T cells or malignant "
+                "cells; no cell is called %s",
+                adata.n_obs,
+                MIN_GRAPH_CELLS,
+                " or ".join(k for k in ("CD8 T", "malignant") if not use_author[_KEYS[k]]),
+            )
+        else:
+            embedding = embed_cells(adata, rng=gen, resolution=resolution)
     cd8 = _cd8_labels(
         adata,
         use_author=use_author["cd8"],
@@ -146,6 +156,29 @@ def annotate_identity(
 # --------------------------------------------------------------------------- #
 # The steps of annotate_identity
 # --------------------------------------------------------------------------- #
+#: Words of the log -> keys of ``author_labels_present``.
+_KEYS = {"CD8 T": "cd8", "malignant": "malignant"}
+
+
+def _no_calls(n: int, *, kind: str) -> dict[str, object]:
+    """The columns of ``kind`` ("cd8" or "malignant") when nothing could be inferred."""
+    if kind == "cd8":
+        return {
+            "is_cd8": np.zeros(n, dtype=bool),
+            "label_source_cd8": "inferred",
+            "confidence_cd8": np.nan,
+            "cd8_score": np.nan,
+        }
+    return {
+        "is_malignant": np.zeros(n, dtype=bool),
+        "label_source_malignant": "inferred",
+        "confidence_malignant": np.nan,
+        "cnv_score": np.nan,
+        "cnv_cluster": "",
+        "lineage_score": np.nan,
+    }
+
+
 class _MalignantLabels(NamedTuple):
     """The malignant-label columns of :func:`annotate_identity` and the profiles behind them."""
 
@@ -184,6 +217,8 @@ def _cd8_labels(
             "confidence_cd8": 1.0,
             "cd8_score": np.nan,
         }
+    if adata.n_obs < MIN_GRAPH_CELLS:
+        return _no_calls(adata.n_obs, kind="cd8")
     if cd8_markers is None:
         msg = "CD8 T cells must be inferred but cd8_markers was not given."
         raise ValueError(msg)
@@ -233,6 +268,8 @@ def _malignant_labels(
             "lineage_score": np.nan,
         }
         return _MalignantLabels(columns=columns, cnv=None)
+    if adata.n_obs < MIN_GRAPH_CELLS:
+        return _MalignantLabels(columns=_no_calls(adata.n_obs, kind="malignant"), cnv=None)
     if gene_positions is None:
         msg = "Malignant cells must be inferred but gene_positions was not given."
         raise ValueError(msg)
@@ -461,6 +498,12 @@ def _hidden_label_agreement(
     profiles: _CNVProfiles,
 ) -> _Agreement:
     """The inference run again with every author label hidden, compared with the authors'."""
+    if adata.n_obs < MIN_GRAPH_CELLS:
+        why = f"only {adata.n_obs} cells (at least {MIN_GRAPH_CELLS} are needed to infer labels)"
+        if profiles.cnv is None:
+            profiles = profiles._replace(note=f"No copy-number profiles: {why}.")
+        table = _agreement_rows(None, adata.obs, author_labels=flags, note=f"not computed: {why}")
+        return _Agreement(table, None, profiles)
     hidden_adata = ad.AnnData(
         X=adata.X,
         obs=pd.DataFrame(index=adata.obs_names),

@@ -26,6 +26,7 @@ from cd8exo.cells.identity.graph import (
     _smoother,
     embed_cells,
 )
+from cd8exo.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +294,7 @@ def _marker_columns(var_names: pd.Index, *, parsed: _CD8Markers) -> _CD8Columns:
             f"{parsed.cd8} is in var_names (first names: {list(var_names[:5])}). var_names must "
             "be HGNC symbols; map Ensembl IDs or aliases first (cd8exo.genes)."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     support_cols, _ = _gene_columns(var_names, parsed.support, what="CD8 effector programme")
     negative_cols = {
         name: _gene_columns(var_names, genes, what=f"negative gate {name!r}")[0]

@@ -15,7 +15,10 @@ from cd8exo._utils import RNGLike, as_rng, seed_from
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["embed_cells"]
+__all__ = ["MIN_GRAPH_CELLS", "embed_cells"]
+
+#: Fewest cells a kNN graph (and so any inferred label) is built from.
+MIN_GRAPH_CELLS = 10
 
 
 # --------------------------------------------------------------------------- #
@@ -186,8 +189,11 @@ def embed_cells(
     ``obsm["X_pca"]`` and ``obs["cluster"]`` (categorical).
     """
     _check_log_normalised(adata, where="embed_cells")
-    if adata.n_obs < 10:
-        msg = f"embed_cells: only {adata.n_obs} cells; at least 10 are needed to build a kNN graph."
+    if adata.n_obs < MIN_GRAPH_CELLS:
+        msg = (
+            f"embed_cells: only {adata.n_obs} cells; at least {MIN_GRAPH_CELLS} are needed to "
+            "build a kNN graph."
+        )
         raise ValueError(msg)
     light = _light(adata.X, adata.obs_names, adata.var_names)
     gen = as_rng(rng)

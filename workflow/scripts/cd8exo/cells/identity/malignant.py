@@ -35,6 +35,7 @@ from cd8exo.cells.identity.graph import (
     _neighbour_agreement,
     embed_cells,
 )
+from cd8exo.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -307,10 +308,12 @@ def _cnv_gene_positions(
     if len(positions) < 5 * window_size:
         msg = (
             f"Only {len(positions)} genes of the data have a genomic position (need at least "
-            f"{5 * window_size} for windows of {window_size} genes). Check that var_names are "
-            "HGNC symbols and that the position table is for human genes."
+            f"{5 * window_size} for windows of {window_size} genes) to infer malignant cells "
+            "from copy number. Check that var_names are HGNC symbols and that the position "
+            "table is for human genes; a targeted gene panel is too small: give the malignant "
+            "cells' labels instead (the sheet's cell_type_column or malignant_column)."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     logger.info("%d of %d genes have a genomic position", len(positions), adata.n_vars)
     return positions
 

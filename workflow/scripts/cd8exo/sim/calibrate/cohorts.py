@@ -252,6 +252,9 @@ def analyse_cohort(
         ci_level=1.0 - alpha,
         family=settings.family,
         rng=seeds["stats"],
+        min_cd8_cells=settings.min_cd8_cells,
+        min_malignant_cells=settings.min_malignant_cells,
+        coverage=scored.prepared.coverage,
     )
     if null_note:
         notes = [
