@@ -146,8 +146,8 @@ def test_patient_ids_stay_verbatim_and_never_reach_a_path(run):
     harmonised = ad.read_h5ad(workdir / "results/prepare_dataset/good.h5ad").obs["patient"]
     ids = sorted(harmonised.astype(str).unique())
     assert len(ids) == len(IDS)
-    # ids are kept as given (harmonisation strips surrounding spaces: " 7 " -> "7")
-    assert {i for i in IDS if i == i.strip()} <= set(ids)
+    # ids are kept exactly as given, surrounding spaces included (" 7 " is not "7")
+    assert ids == sorted(IDS)
     patients = read_table(workdir / "results/summary/patients.tsv")
     assert sorted(patients.loc[patients["dataset"] == "good", "patient"]) == ids
     scores = read_table(workdir / "results/score_signatures/good.scores.tsv.gz")

@@ -13,6 +13,7 @@ from shared_data import SHARED_REFERENCE
 
 from cd8exo.cells.harmonise import harmonise, linear_values, log_normalise, read_label_map
 from cd8exo.cells.scale import detect_value_scale
+from cd8exo.errors import InputError
 from cd8exo.vocabulary import CELL_TYPES
 
 
@@ -189,6 +190,22 @@ def test_harmonise_missing_column_lists_available(raw_adata, label_map):
     message = str(error.value)
     assert "patient_column 'patient' is not a column of the cell metadata" in message
     assert "available columns are ['donor', 'label', 'sample_id', 'n_counts_author']" in message
+
+
+def test_patient_ids_are_kept_verbatim_and_blank_ids_refused(raw_adata, label_map):
+    # issue 12: " P1" and "P1" are two ids; "007" stays "007"; only a blank id is an error
+    raw = raw_adata.copy()
+    donors = raw.obs["donor"].astype(str).to_numpy().copy()
+    donors[donors == "P1"] = " P1 "
+    donors[donors == "P2"] = "007"
+    raw.obs["donor"] = donors
+    out = _harmonise(raw, label_map)
+    assert {" P1 ", "007"} <= set(out.obs["patient"].astype(str))
+    assert "P1" not in set(out.obs["patient"].astype(str))
+    donors[:3] = "  "
+    raw.obs["donor"] = donors
+    with pytest.raises(InputError, match=r"3 cells have a blank value in column 'donor'"):
+        _harmonise(raw, label_map)
 
 
 def test_harmonise_counts_declared_on_non_integer_data(raw_adata, label_map):

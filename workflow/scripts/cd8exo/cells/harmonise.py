@@ -449,7 +449,18 @@ def _id_column(values: pd.Series, *, name: str, dataset: str) -> pd.Series:
             "cells before harmonising."
         )
         raise InputError(msg)
-    return values.astype(str).str.strip()
+    # ids are kept verbatim (leading zeros, inner and surrounding spaces): " 7" and "7" are
+    # two patients unless the authors say otherwise; only a blank id is refused
+    ids = values.astype(str)
+    blank = ids.str.strip() == ""
+    if blank.any():
+        msg = (
+            f"Dataset {dataset!r}: {int(blank.sum())} cells have a blank value in column "
+            f"{name!r} (e.g. {values.index[blank][:3].tolist()}). Fill it in or drop these "
+            "cells before harmonising."
+        )
+        raise InputError(msg)
+    return ids
 
 
 def _as_bool(values: pd.Series, *, name: str, dataset: str) -> np.ndarray:
@@ -539,7 +550,7 @@ def linear_values(adata: ad.AnnData) -> sp.csr_matrix:
                 f"Dataset {info.get('dataset')!r}: values were counts but layers['counts'] is "
                 "gone after normalisation; keep the counts layer."
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         return sp.csr_matrix(adata.X, dtype=np.float32)
     x = sp.csr_matrix(adata.X, dtype=np.float32, copy=True)
     for start in range(0, x.data.size, _CHUNK_VALUES):
@@ -584,5 +595,5 @@ def _cd8exo_uns(adata: ad.AnnData) -> dict:
             "The AnnData has no uns['cd8exo'] with a value_scale: it has not been harmonised. "
             "Run cd8exo.harmonise.harmonise first."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     return info

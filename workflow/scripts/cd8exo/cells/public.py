@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from cd8exo.cells.harmonise import harmonise
 from cd8exo.cells.scale import detect_value_scale
+from cd8exo.errors import InputError
 from cd8exo.genes import SymbolTables, load_symbol_tables, map_symbols, select_rows
 from cd8exo.io.formats import _READERS
 from cd8exo.io.registry import FORMATS
@@ -38,7 +39,7 @@ def _resolve_scale(
     values = x.data
     if values.size and (not np.all(np.isfinite(values)) or values.min() < 0):
         msg = f"{where}: the values contain NaN, infinite or negative numbers; the file looks damaged."
-        raise ValueError(msg)
+        raise InputError(msg)
     maximum = float(values.max()) if values.size else 0.0
     integer = bool(np.all(values == np.round(values))) if values.size else True
     scale = detect_value_scale(x, allow_tpm=True) if declared == "auto" else declared
@@ -49,14 +50,14 @@ def _resolve_scale(
             f"{where}: value_scale is {scale} but values reach {maximum:.4g}, far above any log "
             "scale: they are linear. Declare value_scale 'tpm' (or 'counts') in the registry."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     if scale == "tpm":
         if not integer and maximum <= _MAX_LOG_VALUE:
             msg = (
                 f"{where}: value_scale is tpm but the values stay below {maximum:.3g}: they look "
                 "log-transformed already. Declare log2_tpm10 or log1p_norm so they are not logged twice."
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         # stored as log2(TPM/10+1), the Smart-seq2 convention, which linear_values undoes
         x = x.copy()
         x.data = np.log2(x.data.astype(np.float64) / 10.0 + 1.0).astype(np.float32)
@@ -66,7 +67,7 @@ def _resolve_scale(
             f"{where}: value_scale is counts but the values are non-integer and at most "
             f"{maximum:.3g}: they look log-transformed. Declare log2_tpm10 or log1p_norm."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     return x, scale, scale
 
 
@@ -112,12 +113,12 @@ def read_public(
     fmt = entry.get("format")
     if fmt not in _READERS:
         msg = f"{where}: unknown format {fmt!r}; supported: {', '.join(_READERS)}."
-        raise ValueError(msg)
+        raise InputError(msg)
     paths = {role: Path(path) for role, path in files.items()}
     for role in FORMATS[fmt]:
         if role not in paths:
             msg = f"{where}: no file given for role {role!r} (format {fmt} needs {FORMATS[fmt]})."
-            raise ValueError(msg)
+            raise InputError(msg)
     for role, path in paths.items():
         if not path.is_file():
             msg = f"{where}: the {role} file {path} does not exist; download it first (cd8exo.download)."
@@ -194,7 +195,7 @@ def check_harmonised(adata: ad.AnnData) -> None:
             + "; ".join(problems)
             + ". Fix the reader or the registry entry that produced it."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
 
 
 def _obs_problems(obs: pd.DataFrame) -> list[str]:

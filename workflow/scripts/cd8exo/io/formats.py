@@ -279,7 +279,7 @@ def _read_annotation(path: Path, spec: Mapping[str, Any]) -> pd.DataFrame:
             f"{path}: the cell id column {cell_id!r} (registry annotation.cell_id) is not among "
             f"the columns {list(table.columns)}."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     ids = table[column].map(_unquote)
     table = table.drop(columns=[column])
     table.index = pd.Index(ids, dtype=str)
@@ -287,7 +287,7 @@ def _read_annotation(path: Path, spec: Mapping[str, Any]) -> pd.DataFrame:
     duplicated = table.index[table.index.duplicated()]
     if len(duplicated):
         msg = f"{path}: cell ids occur more than once: {list(duplicated[:5])}."
-        raise ValueError(msg)
+        raise InputError(msg)
     return table
 
 
@@ -299,7 +299,7 @@ def _align(annotation: pd.DataFrame, matrix_cells: Sequence[str], *, where: str)
             f"{where}: {len(missing)} annotated cells are not in the expression matrix "
             f"(e.g. {list(missing[:5])}); are the two files from the same release?"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     unannotated = present.difference(annotation.index)
     if len(unannotated):
         logger.warning(
@@ -366,7 +366,7 @@ def _read_mtx_files(
             f"there are {len(genes)} genes and {len(barcodes)} cells listed; check "
             "matrix.orientation and that the files belong together."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     columns = pd.Index(barcodes).get_indexer(list(obs.index))
     x = sp.csr_matrix(values[:, columns].T, dtype=np.float32)
     return obs, genes, x
@@ -389,7 +389,7 @@ def _read_mtx_tar(files: Mapping[str, Path], entry: Mapping[str, Any], *, where:
     for role in ("matrix", "genes", "annotation"):
         if role not in members:
             msg = f"{where}: format mtx_tar needs members.{role} (a file name inside the archive)."
-            raise ValueError(msg)
+            raise InputError(msg)
     # stream the archive once; a temporary folder next to it (same disk as the data)
     with tempfile.TemporaryDirectory(dir=archive.parent, prefix=f".{archive.name}.") as folder:
         found: dict[str, Path] = {}
@@ -411,7 +411,7 @@ def _read_mtx_tar(files: Mapping[str, Path], entry: Mapping[str, Any], *, where:
                 f"{where}: {archive.name} lacks {', '.join(absent)}; it holds {seen[:20]}. "
                 "Fix `members` in the registry."
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         return _read_mtx_files(
             found["matrix"],
             found["genes"],
@@ -447,12 +447,12 @@ def _read_tisch2_h5(files: Mapping[str, Path], entry: Mapping[str, Any], *, wher
             msg = (
                 f"{path}: no gene names (features/name, gene_names or genes) in group {group.name}."
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         barcodes = _strings(group["barcodes"])
         shape = tuple(int(n) for n in group["shape"][()])
         if shape != (len(genes), len(barcodes)):
             msg = f"{path}: shape {shape} does not match {len(genes)} genes x {len(barcodes)} barcodes."
-            raise ValueError(msg)
+            raise InputError(msg)
         # CSC genes x cells has the same arrays as CSR cells x genes
         x_all = sp.csr_matrix(
             (group["data"][()], group["indices"][()], group["indptr"][()]),

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from cd8exo.errors import InputError
 from cd8exo.vocabulary import OBS_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def _column(obs: pd.DataFrame, name: str, *, what: str, where: str) -> pd.Series
             f"columns found: {[str(c) for c in obs.columns]} (exact spelling, spaces included). "
             "Fix the registry entry."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     return obs[name]
 
 
@@ -116,7 +117,7 @@ def _derive_label(obs: pd.DataFrame, spec: Mapping[str, Any], *, where: str) -> 
             label[todo] = values[todo].map(lambda v, codes=codes: codes.get(v, v))
         else:
             msg = f"{where}: obs.label rule {number} needs `label` or `column`."
-            raise ValueError(msg)
+            raise InputError(msg)
     return label.fillna("")
 
 
@@ -160,7 +161,7 @@ def _derive_id(
                 f"Fix the registry's obs.{what} (regex/column), or add `unmatched: exclude` to "
                 "drop such cells."
             )
-            raise ValueError(msg)
+            raise InputError(msg)
     return values, ok
 
 
@@ -263,7 +264,7 @@ def derive_obs(
 
     if not keep.any():
         msg = f"{where}: no cell is left after the registry's filters and exclusions; check `obs`."
-        raise ValueError(msg)
+        raise InputError(msg)
     kept = keep.to_numpy()
     cell_type = _map_cell_types(
         label[kept],

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from cd8exo.errors import InputError
 from cd8exo.vocabulary import CELL_TYPES, VALUE_SCALES
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def load_registry(path: str | Path = DEFAULT_REGISTRY) -> dict[str, Any]:
         content = yaml.safe_load(handle) or {}
     if not isinstance(content.get("datasets", {}), dict):
         msg = f"{path}: `datasets` must be a mapping of dataset id -> entry."
-        raise ValueError(msg)
+        raise InputError(msg)
     return {
         "datasets": content.get("datasets") or {},
         "templates": content.get("templates") or {},
@@ -115,7 +116,7 @@ def registry_entry(
             parent = entry.pop("extends")
             if parent not in datasets or parent in seen:
                 msg = f"{where}: {seen[-1]} extends {parent!r}, which is unknown or circular."
-                raise ValueError(msg)
+                raise InputError(msg)
             seen.append(parent)
             entry = _merge(datasets[parent], entry)
     else:
@@ -134,7 +135,7 @@ def registry_entry(
                 f"{', '.join(sorted(datasets))}, or ids matching the templates {patterns}. "
                 "Add an entry (see resources/datasets/README.md) or fix the id in config/datasets.tsv."
             )
-            raise ValueError(msg)
+            raise InputError(msg)
     entry["id"] = dataset_id
     _validate_entry(entry, where=f"{where}, dataset {dataset_id}")
     return entry
@@ -149,7 +150,7 @@ def _validate_entry(entry: Mapping[str, Any], *, where: str) -> None:
     problems += _census_problems(entry, fmt=fmt) + _label_problems(entry, fmt=fmt)
     if problems:
         msg = f"{where}: " + "; ".join(problems) + " (see resources/datasets/README.md)."
-        raise ValueError(msg)
+        raise InputError(msg)
 
 
 def _files(entry: Mapping[str, Any]) -> Mapping[str, Any]:

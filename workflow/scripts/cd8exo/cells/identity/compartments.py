@@ -23,6 +23,7 @@ from cd8exo.cells.identity.graph import (
     _otsu,
     embed_cells,
 )
+from cd8exo.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def _resolve_cancer_type(cancer_type: str | None) -> tuple[str, ...]:
             f"Unknown cancer type {cancer_type!r}. Use one of {known}, or None (or 'other') to "
             "call malignant cells from copy-number profiles alone."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     return CANCER_TYPE_LINEAGES[key]
 
 
@@ -107,7 +108,7 @@ def _parse_lineage_markers(
             f"The lineage marker table lacks the column(s) {missing} (it has "
             f"{list(markers.columns)}); use resources/markers/malignant_lineage_markers.tsv."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     table = markers.assign(
         gene=markers["gene"].astype(str).str.strip(),
         group=markers["group"].astype(str).str.strip(),
@@ -123,13 +124,13 @@ def _parse_lineage_markers(
             f"The lineage marker table has no group(s) {absent}; its groups are "
             f"{sorted(set(table['group']))}."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     lineage = table.loc[
         table["group"].isin(lineage_groups) & (table["use"] == "positive"), "gene"
     ].tolist()
     if not compartments:
         msg = "The lineage marker table has no rows with use == 'negative' (immune/stromal gates)."
-        raise ValueError(msg)
+        raise InputError(msg)
     return compartments, lineage
 
 
@@ -194,7 +195,7 @@ def find_compartments(
                 f"None of the lineage markers of cancer type {cancer_type!r} is in the data; "
                 "check var_names are HGNC symbols, or pass cancer_type=None."
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         scores["lineage"] = _module_mean(adata.X, cols)
     table = pd.DataFrame(scores, index=adata.obs_names)
     means = table.groupby(clusters).mean()
