@@ -4,6 +4,7 @@ timings)."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 from pathlib import Path
 
@@ -162,6 +163,10 @@ def test_a_run_on_a_busy_machine_is_flagged(monkeypatch, tmp_path, caplog):
     monkeypatch.setattr(bench.subprocess, "run", fake_run)
     monkeypatch.setattr(bench, "_cores", lambda: 2)
     monkeypatch.setattr(bench, "_load", lambda: 1.5)
+    # independent of what earlier tests in this process did to logging (levels, a
+    # logging.config call that disabled existing loggers)
+    monkeypatch.setattr(bench.logger, "disabled", False)
+    caplog.set_level(logging.WARNING, logger=bench.logger.name)
     result = bench._subprocess("ucell", tmp_path, tmp_path, seed=1, repeat=1)
     assert (result["load_before"], result["load_after"], result["repeat"]) == (1.5, 1.5, 1)
     assert json.loads((tmp_path / "ucell.1.json").read_text())["load_after"] == 1.5
