@@ -8,6 +8,7 @@ binomial distribution and against known orderings of power.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -296,7 +297,16 @@ def test_cli_writes_both_tables(tmp_path, monkeypatch, inputs, small):
         lambda: replace(small, power_sizes=(7,), power_rhos=(0.5,)),
     )
     out = tmp_path / "calibration"
-    assert calibrate.main(["--n-cohorts", "2", "--n-power-cohorts", "1", "--out", str(out)]) == 0
+    # main() is a command line: it sets the package's log levels for the process; put them
+    # back, or later tests in this pytest worker see no cd8exo warnings
+    levels = {name: logging.getLogger(name).level for name in ("cd8exo", calibrate_run.__name__)}
+    try:
+        assert (
+            calibrate.main(["--n-cohorts", "2", "--n-power-cohorts", "1", "--out", str(out)]) == 0
+        )
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
     type1 = pd.read_csv(out / "type1.tsv", sep="\t")
     power = pd.read_csv(out / "power.tsv", sep="\t")
     assert {"p_value_kind", "n_cohorts", "alpha", "rejection_rate"} <= set(type1.columns)
