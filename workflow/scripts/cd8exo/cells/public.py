@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cd8exo.cells.harmonise import harmonise
-from cd8exo.cells.scale import detect_value_scale
+from cd8exo.cells.scale import _MAX_LOG_VALUE, detect_value_scale
 from cd8exo.errors import InputError
 from cd8exo.genes import SymbolTables, load_symbol_tables, map_symbols, select_rows
 from cd8exo.io.formats import _READERS
@@ -24,9 +24,6 @@ from cd8exo.vocabulary import CELL_TYPES, OBS_COLUMNS, VALUE_SCALES
 logger = logging.getLogger(__name__)
 
 __all__ = ["check_harmonised", "read_public"]
-
-#: Largest value a log-scaled single-cell matrix can hold (log2(1e6/10+1) = 16.6).
-_MAX_LOG_VALUE = 20.0
 
 
 # --------------------------------------------------------------------------- #
