@@ -3,7 +3,8 @@
 
 rule aggregate_patients:
     input:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
         scores="results/score_signatures/{dataset}.scores.tsv.gz",
         targets=config["targets"]["table"],
     output:

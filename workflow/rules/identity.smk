@@ -24,9 +24,10 @@ IDENTITY_RESOURCES = {
 rule annotate_cells:
     input:
         **IDENTITY_RESOURCES,
-        h5ad="results/filter_cells/{dataset}.h5ad",
+        h5ad="results/filter_cells/{dataset}.h5ad",  # the cells kept by QC
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
     output:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels (no matrix)
         identity=report(
             "results/annotate_cells/{dataset}.identity.tsv",
             caption="../report/identity.rst",
@@ -60,6 +61,7 @@ rule annotate_cells:
         force_inference=config["identity"]["force_inference"],
         agreement=config["identity"]["agreement"],
         resolution=config["identity"]["resolution"],
+        max_graph_cells=config["identity"]["max_graph_cells"],
         seed=config["seed"],
     script:
         "../scripts/annotate_cells.py"

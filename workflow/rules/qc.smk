@@ -32,7 +32,8 @@ rule filter_cells:
 
 rule embed_cells:
     input:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
     output:
         umap="results/embed_cells/{dataset}.umap.tsv.gz",
     log:
@@ -49,6 +50,7 @@ rule embed_cells:
         n_top_genes=config["embedding"]["n_top_genes"],
         n_pcs=config["embedding"]["n_pcs"],
         n_neighbors=config["embedding"]["n_neighbors"],
+        max_graph_cells=config["identity"]["max_graph_cells"],
         seed=config["seed"],
     script:
         "../scripts/embed_cells.py"

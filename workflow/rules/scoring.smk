@@ -12,7 +12,8 @@ HGNC_TABLES = {
 
 rule score_signatures:
     input:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
         gmt=config["signatures"]["gmt"],
         targets=config["targets"]["table"],
         programs=config["signatures"]["overlap_gmt"],
@@ -57,7 +58,8 @@ rule score_signatures:
 
 rule compare_scoring_methods:
     input:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
         # the signatures exactly as scored (alias rescue, overlap guard, skips applied)
         gmt="results/score_signatures/{dataset}.prepared.gmt",
     output:
@@ -95,7 +97,8 @@ rule compare_scoring_methods:
 
 rule score_random_sets:
     input:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
         # the signatures exactly as scored (alias rescue, overlap guard, skips applied)
         gmt="results/score_signatures/{dataset}.prepared.gmt",
     output:

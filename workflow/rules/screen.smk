@@ -5,7 +5,8 @@
 
 rule screen_tumour_genes:
     input:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
         patients="results/aggregate_patients/{dataset}.patients.tsv",
         gmt=screen_gene_set_files(),
     output:

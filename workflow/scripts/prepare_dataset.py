@@ -1,7 +1,8 @@
 """Rule prepare_dataset: read a local dataset and harmonise it onto the cd8exo obs schema."""
 
 from cd8exo.cells.harmonise import read_label_map
-from cd8exo.io.local import read_dataset, write_h5ad
+from cd8exo.cells.store import write_matrix
+from cd8exo.io.local import read_dataset
 from cd8exo.log import log_to
 from cd8exo.stages import cells as stages
 
@@ -24,4 +25,4 @@ with log_to(snakemake.log[0]) as logger:
         value_scale=row["value_scale"],
     )
     logger.info("harmonised %s: %d cells x %d genes", row["dataset"], adata.n_obs, adata.n_vars)
-    write_h5ad(adata, snakemake.output.h5ad)
+    write_matrix(adata, snakemake.output.h5ad)

@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata.io import read_elem
 
+from cd8exo._utils import atomic_write
 from cd8exo.errors import InputError
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ __all__ = [
     "column_sums",
     "iter_rows",
     "open_cells",
+    "write_cells",
+    "write_matrix",
 ]
 
 #: Stored values (non-zero entries) per block of cells.
@@ -318,18 +321,24 @@ class Cells:
         return adata
 
 
-def open_cells(matrix_path: PathLike, obs: pd.DataFrame | None = None) -> Cells:
-    """The cells of ``obs`` (default: every cell of the file) in ``prepare_dataset``'s matrix.
+def open_cells(matrix_path: PathLike, cells: PathLike | None = None) -> Cells:
+    """The cells of a cell table (default: every cell) in ``prepare_dataset``'s matrix.
 
     Parameters
     ----------
     matrix_path
-        A harmonised ``.h5ad`` with ``X`` stored as CSR.
-    obs
-        The cells to use and their annotations (e.g. ``annotate_cells``' ``obs``); its
-        index must be cell ids of the file. Its order is kept when it follows the file's.
+        A harmonised ``.h5ad`` with ``X`` stored as CSR (:func:`write_matrix`).
+    cells
+        An ``.h5ad`` without ``X`` written by :func:`write_cells` (e.g. ``filter_cells``'
+        or ``annotate_cells``' output): the cells to use, their ``obs`` and ``uns``. Its
+        cell ids must be cell ids of the matrix file.
     """
     path = Path(matrix_path)
+    obs = None
+    if cells is not None:
+        with h5py.File(cells, "r") as f:
+            obs = read_elem(f["obs"])
+            cells_uns = read_elem(f["uns"]) if "uns" in f else {}
     with h5py.File(path, "r") as f:
         group = f["X"]
         encoding = group.attrs.get("encoding-type", "") if isinstance(group, h5py.Group) else ""
@@ -343,6 +352,8 @@ def open_cells(matrix_path: PathLike, obs: pd.DataFrame | None = None) -> Cells:
         file_obs = read_elem(f["obs"])
         var = read_elem(f["var"])
         uns = read_elem(f["uns"]) if "uns" in f else {}
+    if cells is not None:
+        uns = {**uns, **cells_uns}
     if "cd8exo" not in uns:
         msg = f"{path}: no uns['cd8exo']; this file was not harmonised by prepare_dataset."
         raise InputError(msg)
@@ -363,3 +374,23 @@ def open_cells(matrix_path: PathLike, obs: pd.DataFrame | None = None) -> Cells:
             obs, rows = obs.iloc[order], rows[order]
     matrix = CellMatrix(path=path, rows=rows, n_vars=len(var), indptr=indptr)
     return Cells(matrix=matrix, obs=obs, var=var, uns=uns)
+
+
+def write_matrix(adata: ad.AnnData, path: PathLike) -> None:
+    """Write a harmonised AnnData as the dataset's one matrix file (``prepare_dataset``).
+
+    ``X`` (CSR float32) holds the harmonised values; ``layers["counts"]``, a copy of ``X``
+    for counts, is not written twice (:class:`Cells` normalises ``X`` as it reads it).
+    """
+    light = ad.AnnData(X=adata.X, obs=adata.obs, var=adata.var, uns=adata.uns)
+    atomic_write(Path(path), lambda tmp: light.write_h5ad(tmp))
+
+
+def write_cells(cells: Cells | ad.AnnData, path: PathLike) -> None:
+    """Write the cells' ``obs``, ``var`` and ``uns`` as an ``.h5ad`` without ``X``.
+
+    What the rules after ``prepare_dataset`` pass on: which cells, with which labels; the
+    matrix itself stays in ``prepare_dataset``'s file (:func:`open_cells` joins the two).
+    """
+    table = ad.AnnData(obs=cells.obs, var=cells.var, uns=cells.uns)
+    atomic_write(Path(path), lambda tmp: table.write_h5ad(tmp))
