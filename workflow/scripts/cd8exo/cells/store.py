@@ -105,11 +105,11 @@ class CellMatrix:
         """The rows at ``positions`` (of this matrix's rows; kept in file order)."""
         return replace(self, rows=np.sort(self.rows[np.asarray(positions)]))
 
-    def blocks(self, *, max_values: int = CHUNK_VALUES) -> Iterator[tuple[int, int, sp.csr_matrix]]:
+    def blocks(self, *, max_values: int | None = None) -> Iterator[tuple[int, int, sp.csr_matrix]]:
         """``(start, stop, block)``: consecutive selected rows as CSR float32, transformed."""
         lengths = self.indptr[self.rows + 1] - self.indptr[self.rows]
         running = np.concatenate([[0], np.cumsum(lengths)])
-        for start, stop in _bounds(running, len(self.rows), max_values=max_values):
+        for start, stop in _bounds(running, len(self.rows), max_values=max_values or CHUNK_VALUES):
             yield start, stop, self.read(start, stop)
 
     def read(self, start: int = 0, stop: int | None = None) -> sp.csr_matrix:
@@ -185,7 +185,7 @@ def _transformed(block: sp.csr_matrix, transform: str) -> sp.csr_matrix:
     return block
 
 
-def iter_rows(x, *, max_values: int = CHUNK_VALUES, chunk_size: int | None = None):
+def iter_rows(x, *, max_values: int | None = None, chunk_size: int | None = None):
     """``(start, stop, block)`` over the cells of ``x`` (CSR, dense or :class:`CellMatrix`).
 
     Sparse input is sliced without copying its values; a :class:`CellMatrix` is read from
@@ -195,6 +195,7 @@ def iter_rows(x, *, max_values: int = CHUNK_VALUES, chunk_size: int | None = Non
     if chunk_size is not None and chunk_size < 1:
         msg = f"chunk_size must be a positive number of cells, got {chunk_size}."
         raise ValueError(msg)
+    max_values = max_values or CHUNK_VALUES
     if isinstance(x, CellMatrix):
         if chunk_size is None:
             yield from x.blocks(max_values=max_values)
@@ -228,7 +229,7 @@ def iter_rows(x, *, max_values: int = CHUNK_VALUES, chunk_size: int | None = Non
         yield start, stop, sp.csr_matrix(np.asarray(x[start:stop]))
 
 
-def column_sums(x, *, binary: bool = False, max_values: int = CHUNK_VALUES) -> np.ndarray:
+def column_sums(x, *, binary: bool = False, max_values: int | None = None) -> np.ndarray:
     """Per-gene sums over all cells of ``x`` in float64 (``binary``: cells with a value > 0)."""
     sums = np.zeros(x.shape[1])
     for _, _, block in iter_rows(x, max_values=max_values):
@@ -301,7 +302,7 @@ class Cells:
         return replace(
             self,
             matrix=replace(self.matrix, rows=self.matrix.rows[positions]),
-            obs=self.obs.iloc[positions],
+            obs=self.obs.iloc[positions].copy(),
         )
 
     def to_memory(self) -> ad.AnnData:

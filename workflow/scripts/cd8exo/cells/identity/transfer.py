@@ -142,8 +142,10 @@ def transfer_calls(
         values = sub_calls[column].to_numpy()
         taken = values[neighbours]
         if how == "mean":
-            with np.errstate(invalid="ignore"):
-                result = np.nanmean(np.where(pd.isna(taken), np.nan, taken).astype(float), axis=1)
+            numbers = np.where(pd.isna(taken), np.nan, taken).astype(float)
+            counted = (~np.isnan(numbers)).sum(axis=1)
+            sums = np.nansum(numbers, axis=1)
+            result = np.divide(sums, counted, out=np.full(len(sums), np.nan), where=counted > 0)
         else:
             result = _vote(taken)
         result = pd.Series(result, index=cells.obs_names)
