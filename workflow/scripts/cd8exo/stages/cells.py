@@ -23,10 +23,12 @@ from cd8exo.cells.identity.transfer import (
     identify_large,
     stratified_subsample,
 )
+from cd8exo.cells.large import harmonise_h5ad
 from cd8exo.cells.normalise import log_normalise
 from cd8exo.cells.qc import filter_cells as qc_filter_cells
-from cd8exo.cells.store import Cells
+from cd8exo.cells.store import Cells, write_matrix
 from cd8exo.genes import SymbolTables
+from cd8exo.io.local import read_dataset
 from cd8exo.patients.aggregate import (
     median_counts,
     patient_counts,
@@ -50,6 +52,7 @@ __all__ = [
     "filter_cells",
     "identify",
     "prepare",
+    "prepare_file",
     "receiver_genes",
     "score",
     "score_random_sets",
@@ -78,6 +81,36 @@ def prepare(
         label_map=label_map,
         value_scale=value_scale,
     )
+
+
+def prepare_file(
+    *,
+    path: str,
+    data_format: str,
+    out: str,
+    cell_table: str | None = None,
+    cell_id_column: str | None = None,
+    **harmonise_options,
+) -> ad.AnnData:
+    """Rule ``prepare_dataset``: read a local dataset, harmonise it, write the matrix file.
+
+    An ``.h5ad`` of at least :data:`~cd8exo.cells.large.STREAM_MIN_CELLS` cells stored as
+    CSR is harmonised block by block (:func:`~cd8exo.cells.large.harmonise_h5ad`); any
+    other input is read and harmonised in memory (:func:`prepare`). ``harmonise_options``
+    are :func:`prepare`'s. Returns the harmonised AnnData (without ``X`` when streamed).
+    """
+    if data_format == "h5ad":
+        streamed = harmonise_h5ad(
+            path, out, cell_table=cell_table, cell_id_column=cell_id_column, **harmonise_options
+        )
+        if streamed is not None:
+            return streamed
+    raw = read_dataset(
+        path=path, data_format=data_format, cell_table=cell_table, cell_id_column=cell_id_column
+    )
+    adata = prepare(raw, **harmonise_options)
+    write_matrix(adata, out)
+    return adata
 
 
 def filter_cells(
