@@ -73,9 +73,7 @@ def test_small_or_dense_files_take_the_in_memory_path(tmp_path):
     assert not (tmp_path / "o.h5ad").exists()
 
 
-def test_a_fractional_count_in_a_late_block_is_named_and_nothing_is_written(
-    tmp_path, monkeypatch
-):
+def test_a_fractional_count_in_a_late_block_is_named_and_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.setattr(large, "_SAMPLE_CELLS", 10)  # cells 0, 44, ..., 399 decide the scale
     path = _input(tmp_path, n_cells=400)
     adata = ad.read_h5ad(path)
@@ -84,7 +82,9 @@ def test_a_fractional_count_in_a_late_block_is_named_and_nothing_is_written(
     adata.X = x
     adata.write_h5ad(path)
     out = tmp_path / "o.h5ad"
-    with pytest.raises(InputError, match=r"1 values of cells \d+-\d+ are not integers \(e\.g\. \[\d+\.5\]\)"):
+    with pytest.raises(
+        InputError, match=r"1 values of cells \d+-\d+ are not integers \(e\.g\. \[\d+\.5\]\)"
+    ):
         harmonise_h5ad(
             path, out, min_cells=0, max_values=300, **{**OPTIONS, "value_scale": "counts"}
         )

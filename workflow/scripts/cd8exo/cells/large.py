@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import anndata as ad
 import h5py
@@ -91,29 +91,18 @@ def harmonise_h5ad(
     fewer than ``min_cells`` cells or cannot be streamed (nothing is written then).
     """
     path = Path(path)
-    require(h5ad_problem(path), what="The h5ad file", path=path)
-    _check_anndata_layout(path)
-    with h5py.File(path, "r") as f:
-        x_group = _csr_group(f, "X")
-        counts_group = _csr_group(f, "layers/counts")
-        shape = tuple(int(n) for n in x_group.attrs["shape"]) if x_group is not None else None
-        if shape is None or shape[0] < min_cells:
-            return None
-        obs = read_elem(f["obs"])
-        var = read_elem(f["var"])
-        sample = np.unique(np.linspace(0, shape[0] - 1, min(_SAMPLE_CELLS, shape[0])).astype(int))
-        indptrs = {"X": x_group["indptr"][:].astype(np.int64)}
-        layers = {}
-        if counts_group is not None:
-            indptrs["counts"] = counts_group["indptr"][:].astype(np.int64)
-            layers["counts"] = _read_rows(counts_group, indptrs["counts"], sample, n_vars=shape[1])
-        probe_x = _read_rows(x_group, indptrs["X"], sample, n_vars=shape[1])
+    layout = _read_layout(path, min_cells=min_cells)
+    if layout is None:
+        return None
+    obs, var, shape, indptrs, probe_x, layers = layout
     if cell_table is not None:
         table = _read_cell_table(cell_table, cell_id_column=cell_id_column)
         obs = _join_cell_table(obs, table, source=f"{path}", table_path=cell_table)
     # gene names repaired exactly as the in-memory reader does (on a light AnnData)
     named = _repair_var_names(
-        ad.AnnData(obs=pd.DataFrame(index=obs.index[sample]), var=var), source=path, tables=None
+        ad.AnnData(obs=pd.DataFrame(index=obs.index[: probe_x.shape[0]]), var=var),
+        source=path,
+        tables=None,
     )
     var = named.var
     probe = ad.AnnData(X=probe_x, var=var, layers=layers)
@@ -160,6 +149,35 @@ def harmonise_h5ad(
         "layers['counts']" if source == "counts" else "X",
     )
     return harmonised
+
+
+class _Layout(NamedTuple):
+    obs: pd.DataFrame
+    var: pd.DataFrame
+    shape: tuple[int, int]
+    indptrs: dict[str, np.ndarray]  # "X" (and "counts") -> the file's row pointers
+    probe_x: sp.csr_matrix  # X of the sampled cells
+    layers: dict[str, sp.csr_matrix]  # counts of the sampled cells, if the file has them
+
+
+def _read_layout(path: Path, *, min_cells: int) -> _Layout | None:
+    """obs, var, row pointers and a sample of cells; None when the file is not to be streamed."""
+    require(h5ad_problem(path), what="The h5ad file", path=path)
+    _check_anndata_layout(path)
+    with h5py.File(path, "r") as f:
+        x_group = _csr_group(f, "X")
+        counts_group = _csr_group(f, "layers/counts")
+        shape = tuple(int(n) for n in x_group.attrs["shape"]) if x_group is not None else None
+        if shape is None or shape[0] < min_cells:
+            return None
+        sample = np.unique(np.linspace(0, shape[0] - 1, min(_SAMPLE_CELLS, shape[0])).astype(int))
+        indptrs = {"X": x_group["indptr"][:].astype(np.int64)}
+        layers = {}
+        if counts_group is not None:
+            indptrs["counts"] = counts_group["indptr"][:].astype(np.int64)
+            layers["counts"] = _read_rows(counts_group, indptrs["counts"], sample, n_vars=shape[1])
+        probe_x = _read_rows(x_group, indptrs["X"], sample, n_vars=shape[1])
+        return _Layout(read_elem(f["obs"]), read_elem(f["var"]), shape, indptrs, probe_x, layers)
 
 
 def _source_and_scale(probe: ad.AnnData, *, value_scale: str, dataset: str) -> tuple[str, str]:
