@@ -7,6 +7,7 @@ the values pseudobulk and QC sum. Both take an in-memory AnnData or a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import anndata as ad
@@ -44,7 +45,14 @@ def log_normalise(adata: ad.AnnData | Cells, *, target_sum: float = 1e4) -> ad.A
     """
     if isinstance(adata, Cells):
         # cells on disk are normalised as they are read (Cells.X); nothing is copied
-        return adata
+        if target_sum != 1e4:
+            msg = "Cells on disk are read as ln(CP10k+1): target_sum must be 1e4."
+            raise ValueError(msg)
+        info = dict(adata.uns["cd8exo"])
+        if info["value_scale"] == "counts":
+            info["target_sum"] = float(target_sum)
+        info["log_normalised"] = True
+        return dataclasses.replace(adata, uns={**adata.uns, "cd8exo": info})
     info = _cd8exo_uns(adata)
     result = adata.copy()
     if info.get("log_normalised", False):
