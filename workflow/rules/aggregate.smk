@@ -45,6 +45,8 @@ rule summarise_patients:
         ),
     log:
         "logs/summarise_patients/all.log",
+    benchmark:
+        "benchmarks/summarise_patients/all.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1  # concatenation of small tables

@@ -49,6 +49,8 @@ rule summarise_associations:
         ),
     log:
         "logs/summarise_associations/all.log",
+    benchmark:
+        "benchmarks/summarise_associations/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # concatenation of small tables
@@ -72,6 +74,8 @@ rule summarise_datasets:
         ),
     log:
         "logs/summarise_datasets/all.log",
+    benchmark:
+        "benchmarks/summarise_datasets/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # a summary of small tables
@@ -97,6 +101,8 @@ rule check_truth:
         ),
     log:
         "logs/check_truth/all.log",
+    benchmark:
+        "benchmarks/check_truth/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # a table join
@@ -122,6 +128,8 @@ rule meta_analysis:
         ),
     log:
         "logs/meta_analysis/all.log",
+    benchmark:
+        "benchmarks/meta_analysis/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # one small weighted sum per (signature, target)

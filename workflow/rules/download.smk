@@ -15,6 +15,8 @@ rule download_dataset:
         manifest="results/download_dataset/{dataset}.files.tsv",
     log:
         "logs/download_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/download_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset=one_of(public_datasets()),
     # on a cluster, compute nodes often have no internet: download on the submitting host

@@ -78,6 +78,8 @@ rule plot_cnv_heatmap:
         ),
     log:
         "logs/plot_cnv_heatmap/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_cnv_heatmap/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1  # one matplotlib figure

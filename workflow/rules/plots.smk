@@ -14,6 +14,8 @@ rule plot_umap:
         ),
     log:
         "logs/plot_umap/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_umap/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1  # one matplotlib figure
@@ -38,6 +40,8 @@ rule plot_sender_scores:
         ),
     log:
         "logs/plot_sender_scores/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_sender_scores/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1  # one matplotlib figure
@@ -61,6 +65,8 @@ rule plot_rho_heatmap:
         ),
     log:
         "logs/plot_rho_heatmap/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_rho_heatmap/{dataset}.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # one matplotlib figure
@@ -88,6 +94,8 @@ rule plot_scatters:
         ),
     log:
         "logs/plot_scatters/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_scatters/{dataset}.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # one small figure per pair, drawn in sequence
@@ -113,6 +121,8 @@ rule plot_forests:
         ),
     log:
         "logs/plot_forests/all.log",
+    benchmark:
+        "benchmarks/plot_forests/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # one small figure per pair, drawn in sequence

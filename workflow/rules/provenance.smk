@@ -14,6 +14,8 @@ rule record_run_info:
         ),
     log:
         "logs/record_run_info/all.log",
+    benchmark:
+        "benchmarks/record_run_info/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # checksums of a few small files

@@ -58,6 +58,8 @@ rule plot_top_programs:
         ),
     log:
         "logs/plot_top_programs/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_top_programs/{dataset}.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # one matplotlib figure
