@@ -17,8 +17,8 @@ rule associate_patients:
         "../../envs/stats.yaml"
     threads: 1  # vectorised over the targets of each signature
     resources:
-        mem_mb=2000,  # bootstrap and permutation index arrays over patients
-        runtime=30,
+        mem_mb=mem_mb_of("associate_patients"),  # bootstrap and permutation index arrays over patients
+        runtime=runtime_of("associate_patients"),
     params:
         dataset="{dataset}",
         min_patients=config["association"]["min_patients"],
@@ -55,8 +55,8 @@ rule summarise_associations:
         "../../envs/stats.yaml"
     threads: 1  # concatenation of small tables
     resources:
-        mem_mb=1000,  # a few small tables
-        runtime=10,
+        mem_mb=mem_mb_of("summarise_associations"),  # a few small tables
+        runtime=runtime_of("summarise_associations"),
     script:
         "../scripts/concatenate_tables.py"
 
@@ -80,8 +80,8 @@ rule summarise_datasets:
         "../../envs/stats.yaml"
     threads: 1  # a summary of small tables
     resources:
-        mem_mb=1000,  # small tables
-        runtime=10,
+        mem_mb=mem_mb_of("summarise_datasets"),  # small tables
+        runtime=runtime_of("summarise_datasets"),
     params:
         datasets=list(DATASETS.index),
     script:
@@ -107,8 +107,8 @@ rule check_truth:
         "../../envs/stats.yaml"
     threads: 1  # a table join
     resources:
-        mem_mb=1000,  # small tables
-        runtime=10,
+        mem_mb=mem_mb_of("check_truth"),  # small tables
+        runtime=runtime_of("check_truth"),
     params:
         datasets=truth_datasets(),
         fdr=config["association"]["fdr"],
@@ -134,8 +134,8 @@ rule meta_analysis:
         "../../envs/stats.yaml"
     threads: 1  # one small weighted sum per (signature, target)
     resources:
-        mem_mb=1000,  # small tables
-        runtime=10,
+        mem_mb=mem_mb_of("meta_analysis"),  # small tables
+        runtime=runtime_of("meta_analysis"),
     params:
         level=config["association"]["ci_level"],
     script:

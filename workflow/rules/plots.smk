@@ -20,8 +20,8 @@ rule plot_umap:
         "../../envs/scanpy.yaml"
     threads: 1  # one matplotlib figure
     resources:
-        mem_mb=2000,  # coordinates of every cell
-        runtime=10,
+        mem_mb=mem_mb_of("plot_umap"),  # coordinates of every cell
+        runtime=runtime_of("plot_umap"),
     script:
         "../scripts/plot_umap.py"
 
@@ -46,8 +46,8 @@ rule plot_sender_scores:
         "../../envs/scanpy.yaml"
     threads: 1  # one matplotlib figure
     resources:
-        mem_mb=2000,  # per-cell scores
-        runtime=10,
+        mem_mb=mem_mb_of("plot_sender_scores"),  # per-cell scores
+        runtime=runtime_of("plot_sender_scores"),
     script:
         "../scripts/plot_sender_scores.py"
 
@@ -71,8 +71,8 @@ rule plot_rho_heatmap:
         "../../envs/stats.yaml"
     threads: 1  # one matplotlib figure
     resources:
-        mem_mb=1000,  # a small table
-        runtime=10,
+        mem_mb=mem_mb_of("plot_rho_heatmap"),  # a small table
+        runtime=runtime_of("plot_rho_heatmap"),
     params:
         fdr=config["association"]["fdr"],
     script:
@@ -100,8 +100,8 @@ rule plot_scatters:
         "../../envs/stats.yaml"
     threads: 1  # one small figure per pair, drawn in sequence
     resources:
-        mem_mb=1000,  # patient-level tables only
-        runtime=20,
+        mem_mb=mem_mb_of("plot_scatters"),  # patient-level tables only
+        runtime=runtime_of("plot_scatters"),
     script:
         "../scripts/plot_scatters.py"
 
@@ -127,8 +127,8 @@ rule plot_forests:
         "../../envs/stats.yaml"
     threads: 1  # one small figure per pair, drawn in sequence
     resources:
-        mem_mb=1000,  # small tables
-        runtime=20,
+        mem_mb=mem_mb_of("plot_forests"),  # small tables
+        runtime=runtime_of("plot_forests"),
     params:
         level=config["association"]["ci_level"],
     script:

@@ -20,8 +20,8 @@ rule record_run_info:
         "../../envs/stats.yaml"
     threads: 1  # checksums of a few small files
     resources:
-        mem_mb=500,  # small files only
-        runtime=5,
+        mem_mb=mem_mb_of("record_run_info"),  # small files only
+        runtime=runtime_of("record_run_info"),
     params:
         config=config,
     script:

@@ -29,6 +29,25 @@ _DUMP_RULES = textwrap.dedent(
     from snakemake.settings.types import (
         ConfigSettings, OutputSettings, ResourceSettings, StorageSettings, WorkflowSettings)
 
+    class FakeInput(list):  # what Snakemake passes to a resource callable, with a size
+        def __init__(self, size_mb):
+            super().__init__()
+            self.size_mb = size_mb
+
+    sizes = json.loads(sys.argv[1])
+
+    def evaluate(rule, name):
+        value = rule.resources.get(name)
+        if value is None or not value.is_evaluable():
+            return None if value is None else {"fixed": value.value}
+        try:
+            return {
+                str(mb): value.evaluate({}, input=FakeInput(mb), attempt=1).value
+                for mb in sizes
+            }
+        except Exception as error:  # e.g. a callable that reads the registry
+            return {"error": repr(error)}
+
     with SnakemakeApi(OutputSettings()) as api:
         workflow_api = api.workflow(
             resource_settings=ResourceSettings(),
@@ -47,6 +66,8 @@ _DUMP_RULES = textwrap.dedent(
                 "benchmark": None if rule.benchmark is None else str(rule.benchmark),
                 "runs_code": rule.is_run or bool(rule.script or rule.shellcmd
                              or rule.wrapper or rule.notebook),
+                "mem_mb": evaluate(rule, "mem_mb"),
+                "runtime": evaluate(rule, "runtime"),
             }
             for rule in rules
         ]
@@ -60,10 +81,16 @@ def _strip_constraints(path: str) -> str:
     return re.sub(r"\{(\w+),[^}]*\}", r"{\1}", path)
 
 
-@pytest.fixture(scope="module")
-def rules() -> list[dict]:
+#: Input sizes (MB) at which the dump evaluates each rule's resource callables: about the
+#: demo's annotated h5ad, and about a 1,000,000-cell one (uncompressed, ~16 bytes per
+#: non-zero, 1,500 non-zeros per cell).
+INPUT_SIZES_MB = (45.0, 24_000.0)
+
+
+def dump_rules() -> list[dict]:
+    """The workflow's rules as Snakemake parses them (name, log, benchmark, resources)."""
     result = subprocess.run(
-        [sys.executable, "-c", _DUMP_RULES],
+        [sys.executable, "-c", _DUMP_RULES, json.dumps(INPUT_SIZES_MB)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -72,6 +99,11 @@ def rules() -> list[dict]:
     assert result.returncode == 0, result.stderr[-4000:]
     line = next(x for x in result.stdout.splitlines() if x.startswith("RULES"))
     return json.loads(line.removeprefix("RULES"))
+
+
+@pytest.fixture(scope="module")
+def rules() -> list[dict]:
+    return dump_rules()
 
 
 def test_the_workflow_is_read(rules):
