@@ -20,6 +20,7 @@ from cd8exo.sim.scale_collect import (
     COLUMNS,
     TOTAL,
     collect_run,
+    fit_resources,
     heavy_rules,
     job_log,
     merge_table,
@@ -267,3 +268,44 @@ def test_run_config_declares_the_cohort_with_the_default_config(tmp_path):
     assert sheet["path"] == str(files["h5ad"].resolve())
     assert sheet["truth"] == str(files["truth"].resolve())
     assert sheet["cell_type_column"] == "author_cell_type"
+
+
+def test_fit_resources_covers_every_measurement_with_margin():
+    # peak RSS = 500 + 10 * input_mb, wall time = 60 s + 0.6 s per MB, at three sizes
+    table = pd.DataFrame(
+        {
+            "n_cells": [10_000, 20_000, 100_000, 10_000, 20_000, 100_000],
+            "rule": ["big"] * 3 + ["small"] * 3,
+            "input_mb": [200.0, 400.0, 2000.0, 0.02, 0.03, 0.02],
+            "max_rss_mb": [2500.0, 4500.0, 20_500.0, 110.0, 120.0, 115.0],
+            "wall_s": [180.0, 300.0, 1260.0, 2.0, 2.5, 2.0],
+            "status": "ok",
+        }
+    )
+    extra = pd.DataFrame(
+        [
+            {
+                "n_cells": 10_000,
+                "rule": BASELINE,
+                "input_mb": 9.0,
+                "max_rss_mb": 1e6,
+                "wall_s": 1.0,
+                "status": "ok",
+            }
+        ]
+    )
+    fitted = fit_resources(
+        pd.concat([table, extra]), mem_margin=1.25, time_margin=3.0, min_mem_mb=500
+    ).set_index("rule")
+    assert list(fitted.index) == ["big", "small"]  # the baseline is no rule
+    big = fitted.loc["big"]
+    assert big["mem_mb_per_input_mb"] == pytest.approx(12.5)  # 10 x 1.25
+    assert big["mem_base_mb"] == 700  # 1.25 x 500 = 625, rounded up to 100 MB
+    assert big["runtime_min_per_input_mb"] == pytest.approx(0.03)  # 0.01 min/MB x 3
+    assert big["runtime_base_min"] == 10  # 3 x 1 min = 3 min, raised to the floor
+    for _, row in table[table["rule"] == "big"].iterrows():
+        declared = big["mem_base_mb"] + big["mem_mb_per_input_mb"] * row["input_mb"]
+        assert declared >= 1.25 * row["max_rss_mb"]
+    small = fitted.loc["small"]  # no size dependence worth a slope: the floor
+    assert (small["mem_mb_per_input_mb"], small["mem_base_mb"]) == (0.0, 500)
+    assert "10,000, 20,000, 100,000" in big["source"]

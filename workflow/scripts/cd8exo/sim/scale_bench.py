@@ -15,7 +15,9 @@ For each size (``--sizes``, default 10,000, 100,000 and 1,000,000 cells x 20,000
    fails gives a row that says so;
 5. :mod:`cd8exo.sim.scale_collect` joins the benchmark files with the resources Snakemake
    gave each job (its log) into ``results/bench/scale.tsv`` (rows of sizes not rerun are
-   kept), the truth check into ``scale_truth.tsv``, and draws ``scale.png``.
+   kept), the truth check into ``scale_truth.tsv``, draws ``scale.png``, and proposes
+   ``workflow/resources.tsv`` rows fitted to all sizes in the table
+   (``scale_resources_fit.tsv``, :func:`cd8exo.sim.scale_collect.fit_resources`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from cd8exo.sim.scale_collect import (
     BASELINE,
     COLUMNS,
     collect_run,
+    fit_resources,
     merge_table,
     plot_scale,
     truth_summary,
@@ -235,7 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write(out, lambda tmp: table.to_csv(tmp, sep="\t", index=False, float_format="%.6g"))
     atomic_write(truth_path, lambda tmp: truth.to_csv(tmp, sep="\t", index=False))
     plot_scale(table, out.with_suffix(".png"))
-    logger.info("wrote %s, %s and %s", out, truth_path, out.with_suffix(".png"))
+    # the rows of workflow/resources.tsv these measurements suggest (to review, then copy)
+    fit_path = out.with_name(f"{out.stem}_resources_fit.tsv")
+    fitted = fit_resources(table)
+    atomic_write(fit_path, lambda tmp: fitted.to_csv(tmp, sep="\t", index=False))
+    logger.info("wrote %s, %s, %s and %s", out, truth_path, out.with_suffix(".png"), fit_path)
     return 0
 
 

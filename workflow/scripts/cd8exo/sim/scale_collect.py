@@ -35,6 +35,7 @@ __all__ = [
     "COLUMNS",
     "TOTAL",
     "collect_run",
+    "fit_resources",
     "job_log",
     "merge_table",
     "plot_scale",
@@ -226,9 +227,68 @@ def plot_scale(table: pd.DataFrame, path: str | Path | None = None) -> Figure:
         ax.set_xlabel("cells")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    # the wall-time panel has every line (the end-to-end one only there)
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[1].legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle("cd8exo on simulated cohorts (20,000 genes): make bench-scale")
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         save_figure(fig, str(path))
     return fig
+
+
+def fit_resources(
+    table: pd.DataFrame,
+    *,
+    mem_margin: float = 1.25,
+    time_margin: float = 3.0,
+    min_mem_mb: float = 1000.0,
+    min_runtime_min: float = 10.0,
+) -> pd.DataFrame:
+    """Proposed rows of ``workflow/resources.tsv`` from measured rows of ``scale.tsv``.
+
+    Per rule, a least-squares line of peak RSS (MB) and of wall time (minutes) against
+    ``input_mb`` (slope >= 0; a rule measured at one input size gets slope 0), times the
+    margin, its intercept raised until the line is at least the margin times every
+    measurement, and at least ``min_mem_mb`` / ``min_runtime_min``. Rounded up (memory to
+    100 MB, slopes to 0.1 MB and 0.001 min per MB).
+    """
+    rows = table[~table["rule"].isin([BASELINE, TOTAL]) & (table["status"] == "ok")]
+    fitted = []
+    for rule, group in rows.groupby("rule", sort=True):
+        x = group["input_mb"].to_numpy(float)
+        mem_base, mem_slope = _fit_line(
+            x, group["max_rss_mb"].to_numpy(float), margin=mem_margin, floor=min_mem_mb
+        )
+        time_base, time_slope = _fit_line(
+            x, group["wall_s"].to_numpy(float) / 60, margin=time_margin, floor=min_runtime_min
+        )
+        sizes = ", ".join(f"{n:,}" for n in sorted(group["n_cells"].unique()))
+        fitted.append(
+            {
+                "rule": rule,
+                "mem_base_mb": _round_up(mem_base, 100),
+                "mem_mb_per_input_mb": _round_up(mem_slope, 0.1),
+                "runtime_base_min": _round_up(time_base, 1),
+                "runtime_min_per_input_mb": _round_up(time_slope, 0.001),
+                "source": (
+                    f"make bench-scale at {sizes} cells: peak RSS x{mem_margin:g}, "
+                    f"wall time x{time_margin:g}"
+                ),
+            }
+        )
+    return pd.DataFrame(fitted)
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray, *, margin: float, floor: float) -> tuple[float, float]:
+    """(intercept, slope) of ``margin`` times a line through (x, y) covering every point."""
+    slope = 0.0
+    if np.unique(x).size >= 2 and np.ptp(x) > 1.0:
+        slope = max(float(np.polyfit(x, y, 1)[0]), 0.0) * margin
+    base = max(floor, float(np.max(margin * y - slope * x)))
+    return base, slope
+
+
+def _round_up(value: float, step: float) -> float:
+    # (a hair below the step first: 0.03 / 0.001 is 30.000000000000004 in floats)
+    return float(np.ceil(value / step - 1e-9) * step)
