@@ -291,4 +291,4 @@ def _fit_line(x: np.ndarray, y: np.ndarray, *, margin: float, floor: float) -> t
 
 def _round_up(value: float, step: float) -> float:
     # (a hair below the step first: 0.03 / 0.001 is 30.000000000000004 in floats)
-    return float(np.ceil(value / step - 1e-9) * step)
+    return float(np.ceil(value / step - 1e-9) * step) + 0.0  # (no -0.0)
