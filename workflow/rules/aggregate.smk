@@ -24,8 +24,8 @@ rule aggregate_patients:
         "../../envs/scanpy.yaml"
     threads: 1  # group sums over a sparse matrix
     resources:
-        mem_mb=4000,  # the matrix and its linear-scale copy of the target genes
-        runtime=30,
+        mem_mb=mem_mb_of("aggregate_patients"),  # the matrix and its linear-scale copy of the target genes
+        runtime=runtime_of("aggregate_patients"),
     params:
         extra_targets=config["targets"]["extra"],
         min_cd8_cells=config["aggregation"]["min_cd8_cells"],
@@ -46,11 +46,13 @@ rule summarise_patients:
         ),
     log:
         "logs/summarise_patients/all.log",
+    benchmark:
+        "benchmarks/summarise_patients/all.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1  # concatenation of small tables
     resources:
-        mem_mb=1000,  # a few small tables
-        runtime=10,
+        mem_mb=mem_mb_of("summarise_patients"),  # a few small tables
+        runtime=runtime_of("summarise_patients"),
     script:
         "../scripts/concatenate_tables.py"
