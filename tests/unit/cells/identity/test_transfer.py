@@ -85,6 +85,7 @@ def _identify(path, tumour, max_cells):
     )
 
 
+@pytest.mark.heavy  # three identity inferences: about a minute
 def test_subsampled_inference_agrees_with_the_full_one(tmp_path, tumour):
     path = _written(tmp_path, tumour, labelled=False)
     full = _identify(path, tumour, max_cells=100_000).result.calls
@@ -102,6 +103,7 @@ def test_subsampled_inference_agrees_with_the_full_one(tmp_path, tumour):
     assert part.result.agreement["note"].str.contains("stratified subsample of").all()
 
 
+@pytest.mark.heavy
 def test_author_labels_reach_every_cell_unchanged(tmp_path, tumour):
     path = _written(tmp_path, tumour, labelled=True)
     found = _identify(path, tumour, max_cells=600)
