@@ -163,6 +163,8 @@ except InputError as error:
 def config_inputs():
     """The small input files a run's results depend on (checksummed in run_info)."""
     files = [config["datasets"], *config["signatures"]["gmt"], config["targets"]["table"]]
+    if config["targets"]["mirna_gmt"]:
+        files += [config["targets"]["mirna_gmt"], config["targets"]["cargo_table"]]
     for column in ("label_map", "truth"):
         if column in DATASETS:
             files += [f for f in DATASETS[column].dropna() if isinstance(f, str) and f]
