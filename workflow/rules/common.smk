@@ -171,6 +171,13 @@ def config_inputs():
     return list(dict.fromkeys(files))
 
 
+def receiver_set_outputs():
+    """The set-level outputs (workflow/rules/receiver.smk); none when targets.mirna_gmt is null."""
+    if not config["targets"]["mirna_gmt"]:
+        return []
+    return ["results/summary/receiver_set_associations.tsv"]
+
+
 def final_outputs():
     """Everything `rule all` asks for."""
     per_dataset = [
@@ -195,6 +202,7 @@ def final_outputs():
     outputs.append("results/summary/run_info.yaml")
     if truth_datasets():
         outputs.append("results/summary/truth_check.tsv")
+    outputs += receiver_set_outputs()
     if config["scoring"]["compare_methods"]:
         outputs += expand(
             [
