@@ -175,7 +175,13 @@ def receiver_set_outputs():
     """The set-level outputs (workflow/rules/receiver.smk); none when targets.mirna_gmt is null."""
     if not config["targets"]["mirna_gmt"]:
         return []
-    return ["results/summary/receiver_set_associations.tsv"]
+    return ["results/summary/receiver_set_associations.tsv"] + expand(
+        [
+            "results/plots/{dataset}/target_sets",
+            "results/plots/{dataset}/target_set_heatmap.png",
+        ],
+        dataset=DATASETS.index,
+    )
 
 
 def final_outputs():

@@ -103,3 +103,41 @@ rule summarise_receiver_sets:
         runtime=10,
     script:
         "../scripts/concatenate_tables.py"
+
+
+rule plot_target_sets:
+    input:
+        patients="results/aggregate_patients/{dataset}.patients.tsv",
+        scores="results/score_receiver_sets/{dataset}.scores.tsv",
+        sets="results/associate_receiver_sets/{dataset}.associations.tsv",
+        # the single validated target of each miRNA (the target table's `cargo` column)
+        genes="results/associate_patients/{dataset}.associations.tsv",
+        targets=config["targets"]["table"],
+    output:
+        folder=report(
+            directory("results/plots/{dataset}/target_sets"),
+            patterns=["{mirna}.png"],
+            caption="../report/target_set_scatter.rst",
+            category="7. Target sets",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "{mirna}: scatters"},
+        ),
+        heatmap=report(
+            "results/plots/{dataset}/target_set_heatmap.png",
+            caption="../report/target_set_heatmap.rst",
+            category="7. Target sets",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "signatures x cargo miRNAs"},
+        ),
+    log:
+        "logs/plot_target_sets/{dataset}.log",
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1  # one small figure per cargo miRNA, drawn in sequence
+    resources:
+        mem_mb=1000,  # patient-level tables only
+        runtime=20,
+    params:
+        fdr=config["association"]["fdr"],
+    script:
+        "../scripts/plot_target_sets.py"

@@ -11,6 +11,10 @@ with log_to(snakemake.log[0]) as logger:
         read_table(path).assign(dataset=dataset)
         for dataset, path in zip(snakemake.params.datasets, snakemake.input.truth, strict=True)
     )
-    table = check_truth(read_table(snakemake.input.associations), truth, fdr=snakemake.params.fdr)
+    # single genes and target sets (their own FDR family): each pair once, by its name
+    keys = ["dataset", "signature", "target", "rho", "q_value"]
+    tables = [snakemake.input.associations, *snakemake.input.sets]
+    associations = pd.concat([read_table(path)[keys] for path in tables], ignore_index=True)
+    table = check_truth(associations, truth, fdr=snakemake.params.fdr)
     logger.info("truth check:\n%s", table["outcome"].value_counts().to_string())
     write_table(table, snakemake.output.table)
