@@ -88,7 +88,7 @@ rule check_truth:
     input:
         associations="results/summary/associations.tsv",
         # the target sets' rows (workflow/rules/receiver.smk), when they are tested
-        sets=receiver_set_outputs(),
+        sets=receiver_set_table(),
         truth=[DATASETS.loc[d, "truth"] for d in truth_datasets()],
     output:
         table=report(

@@ -171,11 +171,19 @@ def config_inputs():
     return list(dict.fromkeys(files))
 
 
-def receiver_set_outputs():
-    """The set-level outputs (workflow/rules/receiver.smk); none when targets.mirna_gmt is null."""
+def receiver_set_table():
+    """The set-level summary table (workflow/rules/receiver.smk); none when
+    targets.mirna_gmt is null."""
     if not config["targets"]["mirna_gmt"]:
         return []
-    return ["results/summary/receiver_set_associations.tsv"] + expand(
+    return ["results/summary/receiver_set_associations.tsv"]
+
+
+def receiver_set_outputs():
+    """Every set-level output: the summary table and the figures."""
+    if not config["targets"]["mirna_gmt"]:
+        return []
+    return receiver_set_table() + expand(
         [
             "results/plots/{dataset}/target_sets",
             "results/plots/{dataset}/target_set_heatmap.png",

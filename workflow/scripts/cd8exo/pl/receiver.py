@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import textwrap
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -18,11 +20,12 @@ __all__ = ["mirna_panel", "set_heatmap"]
 
 
 def _not_tested(ax, row: pd.Series | None, *, title: str) -> None:
+    """The panel of an untested pair says why, wrapped to the panel's width."""
     note = "" if row is None else str(row.get("note", "") or "")
-    message_figure(f"not tested: {note or 'no association row'}", title=title, ax=ax)
-    ax.title.set_fontsize(7)
-    for text in ax.texts:
-        text.set_fontsize(6)
+    ax.axis("off")
+    text = textwrap.fill(f"not tested: {note or 'no association row'}", width=45)
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=6, transform=ax.transAxes)
+    ax.set_title(textwrap.fill(title, width=50), fontsize=6)
 
 
 def _scatter(ax, row: pd.Series | None, x: pd.Series, y: pd.Series | None, *, ylabel: str) -> None:
@@ -31,16 +34,19 @@ def _scatter(ax, row: pd.Series | None, x: pd.Series, y: pd.Series | None, *, yl
     if row is None or y is None or pd.isna(row["rho"]):
         _not_tested(ax, row, title=title)
         return
-    association_scatter(
-        x,
-        y,
-        signature=str(row["signature"]),
-        target=str(row["target"]),
-        rho=float(row["rho"]),
-        q_value=float(row["q_value"]),
-        ci=(float(row["ci_low"]), float(row["ci_high"])),
-        ax=ax,
-    )
+    with warnings.catch_warnings():
+        # it lays out the whole grid, half drawn, after each panel; the grid is laid out once
+        warnings.simplefilter("ignore", UserWarning)
+        association_scatter(
+            x,
+            y,
+            signature=str(row["signature"]),
+            target=str(row["target"]),
+            rho=float(row["rho"]),
+            q_value=float(row["q_value"]),
+            ci=(float(row["ci_low"]), float(row["ci_high"])),
+            ax=ax,
+        )
     ax.set_ylabel(ylabel, fontsize=7)
     ax.set_xlabel(f"{row['signature']}\n(mean score in CD8 T cells)", fontsize=7)
     extra = ""
@@ -87,7 +93,7 @@ def mirna_panel(
     if not columns or not signatures:
         return message_figure(f"{mirna}: no target set was tested.", title=title)
     n_rows, n_cols = len(signatures), len(columns) + len(gene_columns)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 2.9 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.6 * n_rows), squeeze=False)
     for i, signature in enumerate(signatures):
         x = sender[signature] if signature in sender else pd.Series(dtype=float)
         for j, target in enumerate([*columns, *gene_columns]):
