@@ -102,8 +102,9 @@ class CalibrationSettings:
         Set power cohorts: ``set_fraction`` of ``primary_set``'s genes are multiplied by
         ``exp(-set_effect_size * a_p)`` in malignant cells, for each size of
         ``set_effect_sizes`` (the activation signatures get ``sender_effect_size`` in CD8+
-        T cells, as in the gene power cohorts). Small effects: a set averages over its
-        ~145 repressed genes, so an effect of 0.5, the demo's, is found in every cohort.
+        T cells, as in the gene power cohorts). A set also varies between tumours as a
+        programme (:mod:`cd8exo.sim.target_sets`), which the repression must rise above;
+        0.5 is the demo's effect.
     n_random_sets
         Matched random gene sets per signature for the specificity p. *Calibration value*:
         19 instead of 200 (time): the p then takes the values ``k / 20`` and, if the
@@ -145,7 +146,7 @@ class CalibrationSettings:
     target_sets: tuple[str, ...] = _TARGET_SETS
     primary_set: str = _TARGET_SETS[0]
     set_fraction: float = 0.5
-    set_effect_sizes: tuple[float, ...] = (0.02, 0.05, 0.1)
+    set_effect_sizes: tuple[float, ...] = (0.1, 0.25, 0.5)
 
     def scoring_options(self) -> dict[str, object]:
         """Keyword arguments of the scoring stages, as ``scoring_options()`` of
