@@ -379,7 +379,9 @@ def test_keyword_arguments_are_the_spec_fields_with_the_same_defaults():
     assert keywords.keys() == fields.keys()
     for name, parameter in keywords.items():
         assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
-        default = fields[name].default
+        default, factory = fields[name].default, fields[name].default_factory
+        if factory is not dataclasses.MISSING:  # a mutable default (target_sets: {})
+            default = factory()
         expected = inspect.Parameter.empty if default is dataclasses.MISSING else default
         assert parameter.default == expected, name
 

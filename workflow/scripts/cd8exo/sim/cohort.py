@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import NamedTuple
 
 import anndata as ad
@@ -120,7 +121,7 @@ def simulate_cohort(
     correlated_targets: Sequence[str] = (),
     target_correlation: float = 0.0,
     correlated_effect_size: float | None = None,
-    target_sets: Mapping[str, Sequence[str]] | None = None,
+    target_sets: Mapping[str, Sequence[str]] = MappingProxyType({}),
     planted_sets: Sequence[str] = (),
     set_fraction: float = 0.5,
     set_effect_size: float | None = None,
@@ -187,7 +188,7 @@ def simulate_cohort(
         correlated_targets=correlated_targets,
         target_correlation=target_correlation,
         correlated_effect_size=correlated_effect_size,
-        target_sets=target_sets or {},
+        target_sets=target_sets,
         planted_sets=planted_sets,
         set_fraction=set_fraction,
         set_effect_size=set_effect_size,
