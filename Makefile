@@ -13,7 +13,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 PIP_FLAGS := --quiet --disable-pip-version-check --no-input
 
-.PHONY: run test test-fast test-slow lint report venv clean-results bench-scoring calibrate
+.PHONY: run test test-fast test-slow lint report venv clean-results bench-scoring bench-scale calibrate
 
 venv: $(VENV)/.installed
 
@@ -65,3 +65,14 @@ calibrate: venv
 #   make bench-scoring BENCH_ARGS="--n-cells 20000 --out results/bench/scoring_20000.tsv"
 bench-scoring: venv
 	PYTHONPATH=workflow/scripts $(BIN)/python -m cd8exo.sim.bench --cache .cache/bench --out results/bench/scoring.tsv --repeats 3 $(BENCH_ARGS)
+
+# Scale benchmark (README "Real-size data"): simulated cohorts of SIZES cells x 20,000 genes,
+# generated once into .cache/scale/, each run through the whole workflow with Snakemake
+# (run directories in .cache/scale_runs/cells<N>/, --cores $(CORES), profiles/local), plus
+# the plain scanpy core in its own process; writes results/bench/scale.tsv (one row per
+# size and rule; rows of sizes not rerun are kept), scale_truth.tsv and scale.png.
+# A quick run:  make bench-scale SIZES=10000
+SIZES ?= 10000 100000 1000000
+bench-scale: venv
+	PYTHONPATH=workflow/scripts $(BIN)/python -m cd8exo.sim.scale_bench --sizes $(SIZES) \
+	--cache .cache/scale --runs .cache/scale_runs --out results/bench/scale.tsv --cores $(CORES)

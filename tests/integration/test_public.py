@@ -193,13 +193,14 @@ def test_gse115978_prepared_with_the_authors_labels_and_patients(jerby_run):
     assert adata.uns["cd8exo"]["dataset"] == "GSE115978"
     assert adata.uns["cd8exo"]["value_scale"] == "counts"
     assert "Jerby-Arnon" in adata.uns["cd8exo"]["citation"]
-    # raw counts, as in the CSV (genes x cells)
+    # raw counts, as in the CSV (genes x cells), in X: the one matrix file keeps no copy
+    assert "counts" not in adata.layers
     genes = list(jerby_run["genes"])
     for cell in adata.obs_names[:: max(1, adata.n_obs // 7)]:
         column = truth.index.get_loc(cell)
         for gene in ("PLP2", "CD8A", "GZMB"):
             expected = jerby_run["counts"][genes.index(gene), column]
-            assert value(adata, cell, gene, "counts") == expected
+            assert value(adata, cell, gene) == expected
 
 
 def test_gse115978_associations_recover_the_planted_signal(jerby_run, small_cohort):
@@ -298,7 +299,7 @@ def test_gse176078_tar_of_matrix_market(formats_run):
     assert mapping["Cancer Her2 SC"] == mapping["Cancer Basal SC"] == "malignant"
     assert mapping["Cycling T-cells"] == "other"
     assert value(adata, "CID3586_ACCAGTAGTTGTGGCC", "PLP2") == 77
-    assert value(adata, "CID4465_AACCATGTCTTGCATT", "CD8A", "counts") == counts[3, 5]
+    assert value(adata, "CID4465_AACCATGTCTTGCATT", "CD8A") == counts[3, 5]  # counts in X
     assert adata.var.loc["SEPTIN7", "original_name"] == "SEPT7"
     # the archive is all that is kept: nothing unpacked next to it
     folder = formats_run["workdir"] / "resources" / "datasets" / "downloads" / "GSE176078"

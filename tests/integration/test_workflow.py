@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 import pytest
 from workflow_helpers import ROOT, no_traceback, run_snakemake, small_cohort_row, write_config
+
+from cd8exo.cells.store import open_cells
 
 pytestmark = pytest.mark.integration
 
@@ -59,10 +62,25 @@ def test_qc_table_and_outputs(finished_run, small_cohort):
     assert removed["n_before"].sum() == small_cohort["cohort"].adata.n_obs
     coverage = pd.read_csv(finished_run / "results/score_signatures/small.coverage.tsv", sep="\t")
     assert (coverage["n_missing"] == 0).all()
-    adata = ad.read_h5ad(finished_run / "results/filter_cells/small.h5ad")
-    # log-normalised exactly once: ln(CP10k + 1) of the kept counts
+    # the matrix is written once (prepare_dataset); filter_cells passes on a cell table
+    kept = ad.read_h5ad(finished_run / "results/filter_cells/small.h5ad")
+    assert kept.X is None
+    assert kept.n_obs == removed["n_after"].sum()
+    cells = open_cells(
+        finished_run / "results/prepare_dataset/small.h5ad",
+        finished_run / "results/filter_cells/small.h5ad",
+    )
+    # log-normalised exactly once, as read: ln(CP10k + 1) of the kept counts
+    counts = cells.linear.to_csr()
+    assert counts.data.min() >= 1
+    assert np.array_equal(counts.data, np.round(counts.data))
+    adata = cells.to_memory()
     assert adata.uns["cd8exo"]["log_normalised"]
-    assert adata.X.max() < 12
+    assert 5 < adata.X.max() < 12
+    row = counts[0].toarray().ravel()
+    np.testing.assert_allclose(
+        adata.X[0].toarray().ravel(), np.log1p(row / row.sum() * 1e4), rtol=1e-6
+    )
     for name in ["umap.png", "sender_scores.png", "rho_heatmap.png"]:
         assert (finished_run / "results/plots/small" / name).stat().st_size > 10_000
     scatters = list((finished_run / "results/plots/small/scatter").glob("*.png"))

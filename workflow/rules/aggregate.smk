@@ -3,7 +3,8 @@
 
 rule aggregate_patients:
     input:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
         scores="results/score_signatures/{dataset}.scores.tsv.gz",
         targets=config["targets"]["table"],
     output:
@@ -23,8 +24,8 @@ rule aggregate_patients:
         "../../envs/scanpy.yaml"
     threads: 1  # group sums over a sparse matrix
     resources:
-        mem_mb=4000,  # the matrix and its linear-scale copy of the target genes
-        runtime=30,
+        mem_mb=mem_mb_of("aggregate_patients"),  # the matrix and its linear-scale copy of the target genes
+        runtime=runtime_of("aggregate_patients"),
     params:
         extra_targets=config["targets"]["extra"],
         min_cd8_cells=config["aggregation"]["min_cd8_cells"],
@@ -45,11 +46,13 @@ rule summarise_patients:
         ),
     log:
         "logs/summarise_patients/all.log",
+    benchmark:
+        "benchmarks/summarise_patients/all.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1  # concatenation of small tables
     resources:
-        mem_mb=1000,  # a few small tables
-        runtime=10,
+        mem_mb=mem_mb_of("summarise_patients"),  # a few small tables
+        runtime=runtime_of("summarise_patients"),
     script:
         "../scripts/concatenate_tables.py"

@@ -17,8 +17,8 @@ rule associate_patients:
         "../../envs/stats.yaml"
     threads: 1  # vectorised over the targets of each signature
     resources:
-        mem_mb=2000,  # bootstrap and permutation index arrays over patients
-        runtime=30,
+        mem_mb=mem_mb_of("associate_patients"),  # bootstrap and permutation index arrays over patients
+        runtime=runtime_of("associate_patients"),
     params:
         dataset="{dataset}",
         min_patients=config["association"]["min_patients"],
@@ -49,12 +49,14 @@ rule summarise_associations:
         ),
     log:
         "logs/summarise_associations/all.log",
+    benchmark:
+        "benchmarks/summarise_associations/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # concatenation of small tables
     resources:
-        mem_mb=1000,  # a few small tables
-        runtime=10,
+        mem_mb=mem_mb_of("summarise_associations"),  # a few small tables
+        runtime=runtime_of("summarise_associations"),
     script:
         "../scripts/concatenate_tables.py"
 
@@ -72,12 +74,14 @@ rule summarise_datasets:
         ),
     log:
         "logs/summarise_datasets/all.log",
+    benchmark:
+        "benchmarks/summarise_datasets/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # a summary of small tables
     resources:
-        mem_mb=1000,  # small tables
-        runtime=10,
+        mem_mb=mem_mb_of("summarise_datasets"),  # small tables
+        runtime=runtime_of("summarise_datasets"),
     params:
         datasets=list(DATASETS.index),
     script:
@@ -99,12 +103,14 @@ rule check_truth:
         ),
     log:
         "logs/check_truth/all.log",
+    benchmark:
+        "benchmarks/check_truth/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # a table join
     resources:
-        mem_mb=1000,  # small tables
-        runtime=10,
+        mem_mb=mem_mb_of("check_truth"),  # small tables
+        runtime=runtime_of("check_truth"),
     params:
         datasets=truth_datasets(),
         fdr=config["association"]["fdr"],
@@ -124,12 +130,14 @@ rule meta_analysis:
         ),
     log:
         "logs/meta_analysis/all.log",
+    benchmark:
+        "benchmarks/meta_analysis/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # one small weighted sum per (signature, target)
     resources:
-        mem_mb=1000,  # small tables
-        runtime=10,
+        mem_mb=mem_mb_of("meta_analysis"),  # small tables
+        runtime=runtime_of("meta_analysis"),
     params:
         level=config["association"]["ci_level"],
     script:

@@ -14,6 +14,7 @@ from cd8exo.config import (  # noqa: E402
 )
 from cd8exo.errors import InputError  # noqa: E402
 from cd8exo.io.registry import load_registry, registry_entry  # noqa: E402
+from cd8exo.job_resources import folder_mb, read_resource_table  # noqa: E402
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 
@@ -110,11 +111,57 @@ def scoring_options(*, with_method=True):
     return {"method": scoring["method"], **options} if with_method else options
 
 
-def download_mem_mb(wildcards):
+# Memory and runtime of every rule: a straight line in the MB of the job's input files,
+# with the coefficients of workflow/resources.tsv (where each number came from is in its
+# source column). Snakemake calls these with the job's input when it schedules the job,
+# so a cluster job asks for what its dataset needs; --set-resources still overrides.
+try:
+    RESOURCE_TABLE = read_resource_table(Path(workflow.basedir) / "workflow" / "resources.tsv")
+except InputError as error:
+    stop(error)
+
+
+def resource_model(rule_name):
+    """The row of ``rule_name`` in workflow/resources.tsv."""
+    if rule_name not in RESOURCE_TABLE:
+        stop(f"workflow/resources.tsv has no row for rule {rule_name!r}; add one.")
+    return RESOURCE_TABLE[rule_name]
+
+
+def input_mb(input):
+    """MB of a job's input: Snakemake's sum of the file sizes, plus the files inside input
+    folders (a 10x folder), which input.size_mb counts as directory entries. A file not
+    made yet raises FileNotFoundError: Snakemake then shows the value as <TBD> and
+    computes it when the job is scheduled."""
+    return input.size_mb + folder_mb(input)
+
+
+def mem_mb_of(rule_name):
+    """``mem_mb`` of ``rule_name``: a callable of the job's input size."""
+    model = resource_model(rule_name)
+
+    def mem_mb(wildcards, input):
+        return model.mem_mb(input_mb(input))
+
+    return mem_mb
+
+
+def runtime_of(rule_name):
+    """``runtime`` (minutes) of ``rule_name``: a callable of the job's input size."""
+    model = resource_model(rule_name)
+
+    def runtime(wildcards, input):
+        return model.runtime_min(input_mb(input))
+
+    return runtime
+
+
+def download_mem_mb(wildcards, input):
     """Memory of download_dataset: a file is streamed to disk in 1 MB chunks, but a
-    CELLxGENE Census query holds the cells' counts in memory before writing them (about
-    12 bytes per non-zero: ~8 GB for 300,000 cells of 2,000 detected genes)."""
-    return 16000 if registry_entry_of(wildcards).get("census") else 500
+    CELLxGENE Census query holds the cells' counts in memory before writing them (the
+    ``download_dataset_census`` row of workflow/resources.tsv)."""
+    census = registry_entry_of(wildcards).get("census")
+    return resource_model("download_dataset_census" if census else "download_dataset").mem_mb(0)
 
 
 def download_folder(wildcards):

@@ -15,6 +15,8 @@ rule download_dataset:
         manifest="results/download_dataset/{dataset}.files.tsv",
     log:
         "logs/download_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/download_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset=one_of(public_datasets()),
     # on a cluster, compute nodes often have no internet: download on the submitting host
@@ -23,8 +25,8 @@ rule download_dataset:
         "../../envs/download.yaml"
     threads: 1  # network-bound
     resources:
-        mem_mb=download_mem_mb,  # 500 for a streamed file, 16000 for a Census query
-        runtime=240,  # large GEO files over a slow link
+        mem_mb=download_mem_mb,  # a streamed file, or a Census query held in memory
+        runtime=runtime_of("download_dataset"),  # large GEO files over a slow link
     params:
         entry=registry_entry_of,
         folder=download_folder,
@@ -53,8 +55,8 @@ rule prepare_public_dataset:
         "../../envs/scanpy.yaml"
     threads: 1  # text and Matrix Market parsing is single-threaded
     resources:
-        mem_mb=16000,  # up to ~200,000 cells (GSE131907): sparse values, read in chunks, held twice
-        runtime=120,
+        mem_mb=mem_mb_of("prepare_public_dataset"),  # up to ~200,000 cells (GSE131907): sparse values, read in chunks, held twice
+        runtime=runtime_of("prepare_public_dataset"),
     params:
         dataset="{dataset}",
         entry=registry_entry_of,

@@ -24,9 +24,10 @@ IDENTITY_RESOURCES = {
 rule annotate_cells:
     input:
         **IDENTITY_RESOURCES,
-        h5ad="results/filter_cells/{dataset}.h5ad",
+        h5ad="results/filter_cells/{dataset}.h5ad",  # the cells kept by QC
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
     output:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels (no matrix)
         identity=report(
             "results/annotate_cells/{dataset}.identity.tsv",
             caption="../report/identity.rst",
@@ -53,13 +54,14 @@ rule annotate_cells:
         # up to ~200,000 cells (GSE131907), an estimate: the matrix and its counts, the
         # gene subset infercnvpy smooths and the cells x windows copy-number profiles
         # (the demo cohorts peak at 0.5 GB, CID4465 at 1.3 GB)
-        mem_mb=16000,
-        runtime=120,
+        mem_mb=mem_mb_of("annotate_cells"),
+        runtime=runtime_of("annotate_cells"),
     params:
         cancer_type=dataset_cancer_type,
         force_inference=config["identity"]["force_inference"],
         agreement=config["identity"]["agreement"],
         resolution=config["identity"]["resolution"],
+        max_graph_cells=config["identity"]["max_graph_cells"],
         seed=config["seed"],
     script:
         "../scripts/annotate_cells.py"
@@ -78,12 +80,14 @@ rule plot_cnv_heatmap:
         ),
     log:
         "logs/plot_cnv_heatmap/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_cnv_heatmap/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1  # one matplotlib figure
     resources:
-        mem_mb=2000,  # at most 3,000 cells x genomic windows
-        runtime=10,
+        mem_mb=mem_mb_of("plot_cnv_heatmap"),  # at most 3,000 cells x genomic windows
+        runtime=runtime_of("plot_cnv_heatmap"),
     params:
         seed=config["seed"],
     script:

@@ -14,12 +14,14 @@ rule plot_umap:
         ),
     log:
         "logs/plot_umap/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_umap/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1  # one matplotlib figure
     resources:
-        mem_mb=2000,  # coordinates of every cell
-        runtime=10,
+        mem_mb=mem_mb_of("plot_umap"),  # coordinates of every cell
+        runtime=runtime_of("plot_umap"),
     script:
         "../scripts/plot_umap.py"
 
@@ -38,12 +40,14 @@ rule plot_sender_scores:
         ),
     log:
         "logs/plot_sender_scores/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_sender_scores/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1  # one matplotlib figure
     resources:
-        mem_mb=2000,  # per-cell scores
-        runtime=10,
+        mem_mb=mem_mb_of("plot_sender_scores"),  # per-cell scores
+        runtime=runtime_of("plot_sender_scores"),
     script:
         "../scripts/plot_sender_scores.py"
 
@@ -61,12 +65,14 @@ rule plot_rho_heatmap:
         ),
     log:
         "logs/plot_rho_heatmap/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_rho_heatmap/{dataset}.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # one matplotlib figure
     resources:
-        mem_mb=1000,  # a small table
-        runtime=10,
+        mem_mb=mem_mb_of("plot_rho_heatmap"),  # a small table
+        runtime=runtime_of("plot_rho_heatmap"),
     params:
         fdr=config["association"]["fdr"],
     script:
@@ -88,12 +94,14 @@ rule plot_scatters:
         ),
     log:
         "logs/plot_scatters/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_scatters/{dataset}.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # one small figure per pair, drawn in sequence
     resources:
-        mem_mb=1000,  # patient-level tables only
-        runtime=20,
+        mem_mb=mem_mb_of("plot_scatters"),  # patient-level tables only
+        runtime=runtime_of("plot_scatters"),
     script:
         "../scripts/plot_scatters.py"
 
@@ -113,12 +121,14 @@ rule plot_forests:
         ),
     log:
         "logs/plot_forests/all.log",
+    benchmark:
+        "benchmarks/plot_forests/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # one small figure per pair, drawn in sequence
     resources:
-        mem_mb=1000,  # small tables
-        runtime=20,
+        mem_mb=mem_mb_of("plot_forests"),  # small tables
+        runtime=runtime_of("plot_forests"),
     params:
         level=config["association"]["ci_level"],
     script:

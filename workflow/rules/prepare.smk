@@ -17,8 +17,8 @@ rule prepare_dataset:
         "../../envs/scanpy.yaml"
     threads: 1  # reading and relabelling is single-threaded
     resources:
-        mem_mb=4000,  # one dataset's matrix held twice (as read, harmonised)
-        runtime=30,
+        mem_mb=mem_mb_of("prepare_dataset"),  # one dataset's matrix held twice (as read, harmonised)
+        runtime=runtime_of("prepare_dataset"),
     params:
         row=dataset_row,
     script:

@@ -14,12 +14,14 @@ rule record_run_info:
         ),
     log:
         "logs/record_run_info/all.log",
+    benchmark:
+        "benchmarks/record_run_info/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # checksums of a few small files
     resources:
-        mem_mb=500,  # small files only
-        runtime=5,
+        mem_mb=mem_mb_of("record_run_info"),  # small files only
+        runtime=runtime_of("record_run_info"),
     params:
         config=config,
     script:

@@ -21,8 +21,8 @@ rule filter_cells:
         "../../envs/scanpy.yaml"
     threads: 1  # per-cell sums over a sparse matrix
     resources:
-        mem_mb=4000,  # the matrix, its counts layer and the log-normalised copy
-        runtime=30,
+        mem_mb=mem_mb_of("filter_cells"),  # the matrix, its counts layer and the log-normalised copy
+        runtime=runtime_of("filter_cells"),
     params:
         min_genes=config["qc"]["min_genes"],
         max_mito_fraction=config["qc"]["max_mito_fraction"],
@@ -32,7 +32,8 @@ rule filter_cells:
 
 rule embed_cells:
     input:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
     output:
         umap="results/embed_cells/{dataset}.umap.tsv.gz",
     log:
@@ -43,12 +44,13 @@ rule embed_cells:
         "../../envs/scanpy.yaml"
     threads: 2  # PCA and UMAP use numba/BLAS threads
     resources:
-        mem_mb=6000,  # dense PCA input of the highly variable genes
-        runtime=60,
+        mem_mb=mem_mb_of("embed_cells"),  # dense PCA input of the highly variable genes
+        runtime=runtime_of("embed_cells"),
     params:
         n_top_genes=config["embedding"]["n_top_genes"],
         n_pcs=config["embedding"]["n_pcs"],
         n_neighbors=config["embedding"]["n_neighbors"],
+        max_graph_cells=config["identity"]["max_graph_cells"],
         seed=config["seed"],
     script:
         "../scripts/embed_cells.py"

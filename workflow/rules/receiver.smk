@@ -5,7 +5,8 @@
 
 rule score_receiver_sets:
     input:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
         gmt=config["targets"]["mirna_gmt"] or [],
         cargo=config["targets"]["cargo_table"],
         # the sender signatures as scored: their genes are removed from every target set
@@ -32,8 +33,8 @@ rule score_receiver_sets:
         "../../envs/scanpy.yaml"
     threads: 1  # one pass over chunks of the malignant cells per batch of sets
     resources:
-        mem_mb=6000,  # the malignant cells' rows only, plus cells x random-sets scores of one set
-        runtime=60,
+        mem_mb=mem_mb_of("score_receiver_sets"),  # the malignant cells' rows only, plus cells x random-sets scores of one set
+        runtime=runtime_of("score_receiver_sets"),
     params:
         min_coverage=config["signatures"]["min_coverage"],
         n_random_sets=config["association"]["n_random_sets"],
@@ -63,8 +64,8 @@ rule associate_receiver_sets:
         "../../envs/stats.yaml"
     threads: 1  # vectorised over the target sets of each signature
     resources:
-        mem_mb=2000,  # bootstrap and permutation index arrays over patients
-        runtime=30,
+        mem_mb=mem_mb_of("associate_receiver_sets"),  # bootstrap and permutation index arrays over patients
+        runtime=runtime_of("associate_receiver_sets"),
     params:
         dataset="{dataset}",
         min_patients=config["association"]["min_patients"],
@@ -95,12 +96,14 @@ rule summarise_receiver_sets:
         ),
     log:
         "logs/summarise_receiver_sets/all.log",
+    benchmark:
+        "benchmarks/summarise_receiver_sets/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # concatenation of small tables
     resources:
-        mem_mb=1000,  # a few small tables
-        runtime=10,
+        mem_mb=mem_mb_of("summarise_receiver_sets"),  # a few small tables
+        runtime=runtime_of("summarise_receiver_sets"),
     script:
         "../scripts/concatenate_tables.py"
 
@@ -131,12 +134,14 @@ rule plot_target_sets:
         ),
     log:
         "logs/plot_target_sets/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_target_sets/{dataset}.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # one small figure per cargo miRNA, drawn in sequence
     resources:
-        mem_mb=1000,  # patient-level tables only
-        runtime=20,
+        mem_mb=mem_mb_of("plot_target_sets"),  # patient-level tables only
+        runtime=runtime_of("plot_target_sets"),
     params:
         fdr=config["association"]["fdr"],
     script:

@@ -12,7 +12,8 @@ HGNC_TABLES = {
 
 rule score_signatures:
     input:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
         gmt=config["signatures"]["gmt"],
         targets=config["targets"]["table"],
         programs=config["signatures"]["overlap_gmt"],
@@ -43,8 +44,8 @@ rule score_signatures:
         "../../envs/scanpy.yaml"
     threads: 1  # one pass over chunks of cells
     resources:
-        mem_mb=4000,  # the log-normalised matrix plus one chunk of about 4e6 stored values
-        runtime=30,
+        mem_mb=mem_mb_of("score_signatures"),  # the log-normalised matrix plus one chunk of about 4e6 stored values
+        runtime=runtime_of("score_signatures"),
     params:
         include=config["signatures"]["include"],
         extra_targets=config["targets"]["extra"],
@@ -57,7 +58,8 @@ rule score_signatures:
 
 rule compare_scoring_methods:
     input:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
         # the signatures exactly as scored (alias rescue, overlap guard, skips applied)
         gmt="results/score_signatures/{dataset}.prepared.gmt",
     output:
@@ -83,8 +85,8 @@ rule compare_scoring_methods:
         "../../envs/scanpy.yaml"
     threads: 1  # the four methods one after the other
     resources:
-        mem_mb=4000,  # the matrix, one chunk, and four cells x signatures score tables
-        runtime=60,
+        mem_mb=mem_mb_of("compare_scoring_methods"),  # the matrix, one chunk, and four cells x signatures score tables
+        runtime=runtime_of("compare_scoring_methods"),
     params:
         min_cd8_cells=config["aggregation"]["min_cd8_cells"],
         scoring=scoring_options(with_method=False),  # every method is run
@@ -95,7 +97,8 @@ rule compare_scoring_methods:
 
 rule score_random_sets:
     input:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
         # the signatures exactly as scored (alias rescue, overlap guard, skips applied)
         gmt="results/score_signatures/{dataset}.prepared.gmt",
     output:
@@ -108,8 +111,8 @@ rule score_random_sets:
         "../../envs/scanpy.yaml"
     threads: 1  # one sparse matrix product per signature's random sets
     resources:
-        mem_mb=6000,  # the matrix plus cells x random-sets scores of one signature
-        runtime=60,
+        mem_mb=mem_mb_of("score_random_sets"),  # the matrix plus cells x random-sets scores of one signature
+        runtime=runtime_of("score_random_sets"),
     params:
         n_sets=config["association"]["n_random_sets"],
         scoring=scoring_options(),

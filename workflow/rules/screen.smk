@@ -5,7 +5,8 @@
 
 rule screen_tumour_genes:
     input:
-        h5ad="results/annotate_cells/{dataset}.h5ad",
+        h5ad="results/annotate_cells/{dataset}.h5ad",  # the cells and their labels
+        matrix="results/prepare_dataset/{dataset}.h5ad",  # their values, read in blocks
         patients="results/aggregate_patients/{dataset}.patients.tsv",
         gmt=screen_gene_set_files(),
     output:
@@ -31,8 +32,8 @@ rule screen_tumour_genes:
         "../../envs/gseapy.yaml"
     threads: 1  # gseapy permutes in compiled code; the Hallmark sets take seconds on one thread
     resources:
-        mem_mb=4000,  # the cell matrix, its linear-scale copy and a dense patients x genes table
-        runtime=30,
+        mem_mb=mem_mb_of("screen_tumour_genes"),  # the cell matrix, its linear-scale copy and a dense patients x genes table
+        runtime=runtime_of("screen_tumour_genes"),
     params:
         min_cells_fraction=config["screen"]["min_cells_fraction"],
         min_cpm=config["screen"]["min_cpm"],
@@ -58,12 +59,14 @@ rule plot_top_programs:
         ),
     log:
         "logs/plot_top_programs/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_top_programs/{dataset}.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # one matplotlib figure
     resources:
-        mem_mb=1000,  # a small table
-        runtime=10,
+        mem_mb=mem_mb_of("plot_top_programs"),  # a small table
+        runtime=runtime_of("plot_top_programs"),
     params:
         n_top=config["screen"]["n_top"],
     script:

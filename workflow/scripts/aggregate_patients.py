@@ -1,7 +1,6 @@
 """Rule aggregate_patients: CD8 T-cell sender scores and malignant-cell target pseudobulk per patient."""
 
-import anndata as ad
-
+from cd8exo.cells.store import open_cells
 from cd8exo.io.tables import read_scores, read_targets, write_table
 from cd8exo.log import log_to
 from cd8exo.stages import cells as stages
@@ -9,7 +8,7 @@ from cd8exo.stages import cells as stages
 with log_to(snakemake.log[0]):
     params = snakemake.params
     table, excluded = stages.aggregate(
-        ad.read_h5ad(snakemake.input.h5ad),
+        open_cells(snakemake.input.matrix, snakemake.input.h5ad),
         read_scores(snakemake.input.scores),
         genes=stages.receiver_genes(read_targets(snakemake.input.targets), params.extra_targets),
         min_cd8_cells=params.min_cd8_cells,

@@ -1,8 +1,7 @@
 """Rule annotate_cells: CD8 T-cell and malignant labels (author where given, else inferred)."""
 
-import anndata as ad
-
 from cd8exo.cells import identity
+from cd8exo.cells.store import open_cells, write_cells
 from cd8exo.io.local import write_h5ad
 from cd8exo.io.tables import write_table
 from cd8exo.log import log_to
@@ -10,7 +9,7 @@ from cd8exo.stages import cells as stages
 
 with log_to(snakemake.log[0]):
     inputs, params = snakemake.input, snakemake.params
-    adata = ad.read_h5ad(inputs.h5ad)
+    adata = open_cells(inputs.matrix, inputs.h5ad)
     obs_before = adata.obs
     found = stages.identify(
         adata,
@@ -22,6 +21,7 @@ with log_to(snakemake.log[0]):
         agreement=params.agreement,
         rng=params.seed,
         resolution=params.resolution,
+        max_cells=params.max_graph_cells,
     )
     result = found.result
     write_table(identity.identity_table(result, obs=obs_before), snakemake.output.identity)
@@ -36,4 +36,4 @@ with log_to(snakemake.log[0]):
     write_h5ad(
         identity.cnv_to_anndata(profiles, groups=groups, note=result.cnv_note), snakemake.output.cnv
     )
-    write_h5ad(found.adata, snakemake.output.h5ad)
+    write_cells(found.adata, snakemake.output.h5ad)

@@ -1,20 +1,17 @@
 """Rule prepare_dataset: read a local dataset and harmonise it onto the cd8exo obs schema."""
 
 from cd8exo.cells.harmonise import read_label_map
-from cd8exo.io.local import read_dataset, write_h5ad
 from cd8exo.log import log_to
 from cd8exo.stages import cells as stages
 
 with log_to(snakemake.log[0]) as logger:
     row = snakemake.params.row
-    raw = read_dataset(
+    adata = stages.prepare_file(
         path=row["path"],
         data_format=row["format"],
+        out=snakemake.output.h5ad,
         cell_table=row.get("cell_table"),
         cell_id_column=row.get("cell_id_column"),
-    )
-    adata = stages.prepare(
-        raw,
         dataset=row["dataset"],
         patient_column=row["patient_column"],
         sample_column=row.get("sample_column"),
@@ -24,4 +21,3 @@ with log_to(snakemake.log[0]) as logger:
         value_scale=row["value_scale"],
     )
     logger.info("harmonised %s: %d cells x %d genes", row["dataset"], adata.n_obs, adata.n_vars)
-    write_h5ad(adata, snakemake.output.h5ad)

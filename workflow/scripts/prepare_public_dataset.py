@@ -1,9 +1,9 @@
 """Rule prepare_public_dataset: read a downloaded public dataset by its registry entry and harmonise it."""
 
 from cd8exo.cells.public import read_public
+from cd8exo.cells.store import write_matrix
 from cd8exo.genes import load_symbol_tables
 from cd8exo.io.fetch import read_manifest
-from cd8exo.io.local import write_h5ad
 from cd8exo.log import log_to
 
 with log_to(snakemake.log[0]) as logger:
@@ -18,4 +18,4 @@ with log_to(snakemake.log[0]) as logger:
     logger.info(
         "harmonised %s: %d cells x %d genes", snakemake.params.dataset, adata.n_obs, adata.n_vars
     )
-    write_h5ad(adata, snakemake.output.h5ad)
+    write_matrix(adata, snakemake.output.h5ad)

@@ -1,8 +1,8 @@
 """Rule score_receiver_sets: each cargo miRNA's target set, per patient, in the malignant cells."""
 
+from cd8exo.cells.store import malignant_cells, open_cells
 from cd8exo.genes import load_symbol_tables
 from cd8exo.io.cargo import cargo_target_sets, read_cargo_table
-from cd8exo.io.cell_rows import read_malignant_cells
 from cd8exo.io.tables import read_gmt, write_gmt, write_table
 from cd8exo.log import log_to
 from cd8exo.stages.receiver_cells import score_receiver_sets
@@ -13,7 +13,7 @@ with log_to(snakemake.log[0]):
         read_gmt(inputs.gmt), read_cargo_table(inputs.cargo), gmt=inputs.gmt
     )
     scored = score_receiver_sets(
-        read_malignant_cells(inputs.h5ad),
+        malignant_cells(open_cells(inputs.matrix, inputs.h5ad)),
         target_sets=sets,
         sender_signatures=read_gmt(inputs.senders),
         tables=load_symbol_tables(inputs.hgnc_aliases, inputs.ensembl_symbols),

@@ -1,7 +1,6 @@
 """Rule score_signatures: every sender signature in every cell, with its coverage and overlap."""
 
-import anndata as ad
-
+from cd8exo.cells.store import open_cells
 from cd8exo.genes import load_symbol_tables
 from cd8exo.io.tables import read_gmt, read_targets, write_gmt, write_table
 from cd8exo.log import log_to
@@ -10,7 +9,7 @@ from cd8exo.stages import cells as stages
 with log_to(snakemake.log[0]):
     inputs, params = snakemake.input, snakemake.params
     scored = stages.score(
-        ad.read_h5ad(inputs.h5ad),
+        open_cells(inputs.matrix, inputs.h5ad),
         gene_sets={path: read_gmt(path) for path in inputs.gmt},
         include=params.include,
         targets=stages.receiver_genes(read_targets(inputs.targets), params.extra_targets),

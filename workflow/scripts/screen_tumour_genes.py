@@ -1,7 +1,6 @@
 """Rule screen_tumour_genes: every expressed malignant-cell gene ranked against each signature, then preranked GSEA."""
 
-import anndata as ad
-
+from cd8exo.cells.store import open_cells
 from cd8exo.io.tables import merge_gene_sets, read_gmt, read_patient_table, write_table
 from cd8exo.log import log_to
 from cd8exo.patients.aggregate import malignant_pseudobulk
@@ -12,7 +11,7 @@ with log_to(snakemake.log[0]):
     patients = read_patient_table(snakemake.input.patients)
     sender, _ = split_patient_table(patients, included_only=True)
     pseudobulk = malignant_pseudobulk(
-        ad.read_h5ad(snakemake.input.h5ad),
+        open_cells(snakemake.input.matrix, snakemake.input.h5ad),
         patients=sender.index,
         min_cells_fraction=snakemake.params.min_cells_fraction,
         min_cpm=snakemake.params.min_cpm,

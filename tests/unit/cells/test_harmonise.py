@@ -347,7 +347,7 @@ def test_linear_values_undo_each_scale(raw_adata, label_map):
 
 def test_chunked_processing_equals_one_pass(raw_adata, label_map, monkeypatch):
     """The bounded-memory loops give the same values as a single chunk."""
-    import cd8exo.cells.harmonise as harmonise_module
+    import cd8exo.cells.normalise as normalise_module
 
     harmonised = _harmonise(raw_adata, label_map)
     whole = log_normalise(harmonised)
@@ -356,8 +356,8 @@ def test_chunked_processing_equals_one_pass(raw_adata, label_map, monkeypatch):
     log1p.uns["cd8exo"] = {"dataset": "d", "value_scale": "log1p_norm", "log_normalised": True}
     linear_whole = linear_values(log1p)
 
-    monkeypatch.setattr(harmonise_module, "_CHUNK_ROWS", 7)
-    monkeypatch.setattr(harmonise_module, "_CHUNK_VALUES", 13)
+    monkeypatch.setattr(normalise_module, "_CHUNK_ROWS", 7)
+    monkeypatch.setattr(normalise_module, "_CHUNK_VALUES", 13)
     np.testing.assert_array_equal(log_normalise(harmonised).X.toarray(), whole.X.toarray())
     np.testing.assert_array_equal(linear_values(log1p).toarray(), linear_whole.toarray())
     # A single fractional value in the last chunk is still found.

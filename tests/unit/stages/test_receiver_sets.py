@@ -4,14 +4,17 @@ set not called; the malignant rows alone are read from the h5ad."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 
-from cd8exo.io.cell_rows import read_malignant_cells
+from cd8exo.cells.store import Cells, malignant_cells, open_cells, write_matrix
+from cd8exo.errors import InputError
 from cd8exo.patients.table import EXPR_PREFIX
 from cd8exo.scoring.receiver import patient_set_scores
 from cd8exo.scoring.score import score_signatures
@@ -74,6 +77,9 @@ def analysed():
     )
     return {
         "cohort": cohort,
+        "kept": kept,
+        "inputs": inputs,
+        "settings": settings,
         "malignant": malignant,
         "scored": scored,
         "receiver": receiver,
@@ -147,12 +153,30 @@ def test_skipped_set_gets_na_rows_saying_why(analysed):
     assert not any(c.startswith(EXPR_PREFIX) for c in table.columns)
 
 
-def test_only_the_malignant_rows_are_read(tmp_path, analysed):
-    kept = analysed["cohort"].adata.copy()
-    kept.obs["malignant"] = (kept.obs["author_cell_type"] == "Cancer cells").to_numpy()
-    path = tmp_path / "cells.h5ad"
-    kept.write_h5ad(path)
-    read = read_malignant_cells(path)
-    assert read.n_obs == int(kept.obs["malignant"].sum())
-    assert read.obs["malignant"].all()
-    assert (read.X != kept[kept.obs["malignant"].to_numpy()].X).nnz == 0
+def test_sets_scored_from_the_matrix_on_disk_equal_the_in_memory_scores(tmp_path, analysed):
+    """The rule reads only the malignant rows of prepare_dataset's matrix (cells.store)."""
+    kept = analysed["kept"]
+    info = {**kept.uns["cd8exo"], "log_normalised": False}
+    info.pop("target_sum", None)
+    matrix = ad.AnnData(X=kept.layers["counts"], obs=kept.obs, var=kept.var, uns={"cd8exo": info})
+    path = tmp_path / "prepared.h5ad"
+    write_matrix(matrix, path)
+    cells = malignant_cells(open_cells(path))
+    assert isinstance(cells, Cells)
+    assert cells.obs_names.equals(analysed["malignant"].obs_names)
+    inputs = analysed["inputs"]
+    receiver = score_receiver_sets(
+        cells,
+        target_sets={k: inputs.target_sets[k] for k in (PLANTED, NULL_SET)},
+        sender_signatures=analysed["scored"].prepared.signatures,
+        tables=None,
+        min_coverage=0.5,
+        n_random_sets=39,
+        rng=4,
+        scoring=analysed["settings"].scoring_options(),
+    )
+    pd.testing.assert_frame_equal(receiver.scores, analysed["receiver"].scores)
+    pd.testing.assert_frame_equal(receiver.random_sets, analysed["receiver"].random_sets)
+    unlabelled = dataclasses.replace(cells, obs=cells.obs.drop(columns="malignant"))
+    with pytest.raises(InputError, match="no 'malignant' column"):
+        malignant_cells(unlabelled)

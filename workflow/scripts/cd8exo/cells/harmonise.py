@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cd8exo.cells.scale import _CHUNK_VALUES, _value_summary, detect_value_scale
+from cd8exo.cells.normalise import linear_values, log_normalise
+from cd8exo.cells.scale import _value_summary, detect_value_scale
 from cd8exo.errors import InputError
 from cd8exo.genes import unique_symbols
 from cd8exo.io.tables import read_tsv
@@ -44,9 +45,6 @@ CATCH_ALL = "*"
 
 #: ``cell_type_original`` of every cell of a dataset without cell-type labels.
 UNLABELLED = "unlabelled"
-
-
-_CHUNK_ROWS = 10_000
 
 
 _TRUE = {"true", "t", "yes", "y", "1", "malignant", "tumor", "tumour", "cancer"}
@@ -484,116 +482,3 @@ def _as_bool(values: pd.Series, *, name: str, dataset: str) -> np.ndarray:
 # --------------------------------------------------------------------------- #
 # Normalisation and linear values
 # --------------------------------------------------------------------------- #
-def log_normalise(adata: ad.AnnData, *, target_sum: float = 1e4) -> ad.AnnData:
-    """Log-normalise raw counts to ln(counts / total * target_sum + 1).
-
-    Parameters
-    ----------
-    adata
-        Harmonised AnnData (see :func:`harmonise`); not modified.
-    target_sum
-        Library size each cell is scaled to (1e4: CP10k).
-
-    Returns
-    -------
-    A copy whose ``X`` is ln(CP10k+1) computed from ``layers["counts"]`` when the
-    values are counts, or unchanged when they are already log-scaled; either way
-    ``uns["cd8exo"]["log_normalised"]`` is True. An object already flagged is
-    returned unchanged, so nothing is ever log-transformed twice. Cells with no
-    counts stay all zero.
-    """
-    info = _cd8exo_uns(adata)
-    result = adata.copy()
-    if info.get("log_normalised", False):
-        logger.info("Dataset %r is already log-normalised; nothing to do", info.get("dataset"))
-        return result
-    new_info = dict(result.uns["cd8exo"])
-    if info["value_scale"] == "counts":
-        counts = result.layers.get("counts", result.X)
-        result.X = _log1p_scaled(sp.csr_matrix(counts), target_sum=target_sum)
-        new_info["target_sum"] = float(target_sum)
-        logger.info(
-            "Dataset %r: counts log-normalised to ln(CP%g+1)", info.get("dataset"), target_sum
-        )
-    else:
-        logger.info(
-            "Dataset %r is already on the %s scale; values left as they are",
-            info.get("dataset"),
-            info["value_scale"],
-        )
-    new_info["log_normalised"] = True
-    result.uns["cd8exo"] = new_info
-    return result
-
-
-def linear_values(adata: ad.AnnData) -> sp.csr_matrix:
-    """Expression on a linear scale, for pseudobulk and QC.
-
-    Parameters
-    ----------
-    adata
-        Harmonised AnnData.
-
-    Returns
-    -------
-    CSR float32 cells x genes: ``layers["counts"]`` when present; otherwise
-    ``expm1(X)`` for ``log1p_norm`` and ``10 * (2**X - 1)`` (TPM) for ``log2_tpm10``
-    (zeros stay zeros); raw ``X`` for counts that were never normalised.
-    """
-    info = _cd8exo_uns(adata)
-    if "counts" in adata.layers:
-        return sp.csr_matrix(adata.layers["counts"], dtype=np.float32)
-    scale = info["value_scale"]
-    if scale == "counts":
-        if info.get("log_normalised", False):
-            msg = (
-                f"Dataset {info.get('dataset')!r}: values were counts but layers['counts'] is "
-                "gone after normalisation; keep the counts layer."
-            )
-            raise InputError(msg)
-        return sp.csr_matrix(adata.X, dtype=np.float32)
-    x = sp.csr_matrix(adata.X, dtype=np.float32, copy=True)
-    for start in range(0, x.data.size, _CHUNK_VALUES):
-        chunk = x.data[start : start + _CHUNK_VALUES].astype(np.float64)
-        if scale == "log1p_norm":
-            x.data[start : start + _CHUNK_VALUES] = np.expm1(chunk)
-        else:
-            # GEO Smart-seq2 tables are log2(TPM/10+1): undo it to TPM.
-            x.data[start : start + _CHUNK_VALUES] = 10.0 * (np.exp2(chunk) - 1.0)
-    return x
-
-
-def _log1p_scaled(counts: sp.csr_matrix, *, target_sum: float) -> sp.csr_matrix:
-    """ln(counts / row total * target_sum + 1) as CSR float32, a block of rows at a time."""
-    out = sp.csr_matrix(counts, dtype=np.float32, copy=True)
-    n_cells = out.shape[0]
-    indptr = out.indptr
-    totals = np.zeros(n_cells)
-    for start in range(0, n_cells, _CHUNK_ROWS):
-        stop = min(start + _CHUNK_ROWS, n_cells)
-        lengths = np.diff(indptr[start : stop + 1])
-        rows = np.repeat(np.arange(stop - start), lengths)
-        values = out.data[indptr[start] : indptr[stop]].astype(np.float64)
-        totals[start:stop] = np.bincount(rows, weights=values, minlength=stop - start)
-    n_empty = int((totals == 0).sum())
-    if n_empty:
-        logger.warning("%d cells have no counts; their values stay 0", n_empty)
-    factors = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-    for start in range(0, n_cells, _CHUNK_ROWS):
-        stop = min(start + _CHUNK_ROWS, n_cells)
-        lengths = np.diff(indptr[start : stop + 1])
-        block = slice(indptr[start], indptr[stop])
-        scale = np.repeat(factors[start:stop], lengths)
-        out.data[block] = np.log1p(out.data[block].astype(np.float64) * scale)
-    return out
-
-
-def _cd8exo_uns(adata: ad.AnnData) -> dict:
-    info = adata.uns.get("cd8exo")
-    if not isinstance(info, dict) or "value_scale" not in info:
-        msg = (
-            "The AnnData has no uns['cd8exo'] with a value_scale: it has not been harmonised. "
-            "Run cd8exo.harmonise.harmonise first."
-        )
-        raise InputError(msg)
-    return info

@@ -7,8 +7,10 @@ import logging
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from cd8exo.cells.harmonise import linear_values
+from cd8exo.cells.normalise import linear_values
+from cd8exo.cells.store import Cells, iter_rows
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +42,21 @@ def qc_metrics(adata: ad.AnnData) -> pd.DataFrame:
     (share of the total on ``MT-`` genes; NaN when the data have no ``MT-`` gene or the
     cell's total is 0).
     """
-    values = linear_values(adata)
-    values.eliminate_zeros()
-    n_genes = np.diff(values.indptr)
-    total = np.asarray(values.sum(axis=1, dtype=np.float64)).ravel()
     mito = mito_genes(adata.var_names)
+    n_genes = np.zeros(adata.n_obs, dtype=np.int64)
+    total = np.zeros(adata.n_obs)
+    mito_total = np.zeros(adata.n_obs)
+    # a block of cells at a time: the cells may be a million rows of a matrix on disk
+    for start, stop, block in iter_rows(linear_values(adata)):
+        values = sp.csr_matrix(block, copy=True)
+        values.eliminate_zeros()
+        n_genes[start:stop] = np.diff(values.indptr)
+        total[start:stop] = np.asarray(values.sum(axis=1, dtype=np.float64)).ravel()
+        if mito.any():
+            mito_total[start:stop] = np.asarray(
+                values[:, mito].sum(axis=1, dtype=np.float64)
+            ).ravel()
     if mito.any():
-        mito_total = np.asarray(values[:, mito].sum(axis=1, dtype=np.float64)).ravel()
         fraction = np.divide(mito_total, total, out=np.full_like(total, np.nan), where=total > 0)
     else:
         fraction = np.full(adata.n_obs, np.nan)
@@ -115,4 +125,5 @@ def filter_cells(
         int(fail_mito.sum()),
         max_mito_fraction,
     )
-    return adata[keep].copy(), table
+    # cells on disk stay there (a subset of rows); an in-memory AnnData is copied
+    return (adata[keep] if isinstance(adata, Cells) else adata[keep].copy()), table

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cd8exo.cells.harmonise import linear_values
+from cd8exo.cells.normalise import linear_values
 from cd8exo.cells.qc import qc_metrics
+from cd8exo.cells.store import column_sums, iter_rows
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 __all__ = [
+    "group_sums",
     "malignant_pseudobulk",
     "patient_counts",
     "receiver_expression",
@@ -127,13 +129,10 @@ def receiver_expression(adata: ad.AnnData, *, genes: Sequence[str]) -> pd.DataFr
     genes = list(dict.fromkeys(map(str, genes)))
     malignant = adata.obs["malignant"].to_numpy(dtype=bool)
     patients = adata.obs["patient"].astype(str).to_numpy()[malignant]
-    uniques, codes = np.unique(patients, return_inverse=True)
-    values = linear_values(adata[malignant])
-    indicator = sp.csr_matrix(
-        (np.ones(len(codes)), (codes, np.arange(len(codes)))),
-        shape=(len(uniques), len(codes)),
-    )
-    totals = np.asarray((indicator @ sp.csr_matrix(values, dtype=np.float64)).sum(axis=1)).ravel()
+    # summed a block of cells at a time: patients x genes, float64
+    sums = group_sums(linear_values(adata[malignant]), patients, var_names=adata.var_names)
+    uniques = sums.index.to_numpy()
+    totals = sums.to_numpy().sum(axis=1)
 
     present = [g for g in genes if g in adata.var_names]
     missing = [g for g in genes if g not in adata.var_names]
@@ -141,8 +140,7 @@ def receiver_expression(adata: ad.AnnData, *, genes: Sequence[str]) -> pd.DataFr
         logger.warning("Target genes not in the data (NaN columns): %s", ", ".join(missing))
     result = pd.DataFrame(np.nan, index=pd.Index(uniques, name="patient"), columns=genes)
     if present and len(uniques):
-        columns = adata.var_names.get_indexer(present)
-        summed = (indicator @ sp.csr_matrix(values[:, columns], dtype=np.float64)).toarray()
+        summed = sums[present].to_numpy()
         cpm = np.divide(
             summed * 1e6,
             totals[:, None],
@@ -294,7 +292,7 @@ def malignant_pseudobulk(
         msg = "No malignant cells: the tumour-side screen needs obs['malignant'] cells."
         raise ValueError(msg)
     subset = adata[malignant]
-    detected = np.asarray((linear_values(subset) > 0).sum(axis=0)).ravel() / subset.n_obs
+    detected = column_sums(linear_values(subset), binary=True) / subset.n_obs
     pseudobulk = receiver_expression(subset, genes=subset.var_names)
     with np.errstate(invalid="ignore"):
         median_cpm = np.nanmedian(np.exp2(pseudobulk.to_numpy(float)) - 1.0, axis=0)
@@ -318,3 +316,48 @@ def malignant_pseudobulk(
             detected.max(),
         )
     return pseudobulk.loc[:, keep]
+
+
+def group_sums(
+    x, groups: Sequence, *, var_names: Sequence[str], expm1: bool = False
+) -> pd.DataFrame:
+    """Sum the cells of each group, chunk by chunk (a pseudobulk).
+
+    Parameters
+    ----------
+    x
+        Cells x genes: sparse, dense, or a :class:`~cd8exo.cells.store.CellMatrix` (read
+        from disk a block of cells at a time).
+    groups
+        Group label of every cell; missing labels (None/NaN) leave the cell out.
+    var_names
+        Gene names of the columns.
+    expm1
+        Sum ``exp(x) - 1`` instead of ``x`` (back from ln(x + 1) to the linear scale).
+
+    Returns
+    -------
+    Groups (sorted) x genes, float64.
+    """
+    labels = pd.Series(list(groups), dtype=object)
+    if len(labels) != x.shape[0]:
+        msg = f"groups has {len(labels)} labels for {x.shape[0]} cells; give one per cell."
+        raise ValueError(msg)
+    keep = labels.notna().to_numpy()
+    uniques = np.sort(labels[keep].astype(str).unique())
+    codes = np.full(len(labels), -1, dtype=np.int64)
+    codes[keep] = np.searchsorted(uniques, labels[keep].astype(str).to_numpy())
+    sums = np.zeros((len(uniques), x.shape[1]))
+    for start, stop, chunk in iter_rows(x):
+        values = chunk.data.astype(np.float64)
+        if expm1:
+            np.expm1(values, out=values)
+        block = sp.csr_matrix((values, chunk.indices, chunk.indptr), shape=chunk.shape)
+        chunk_codes = codes[start:stop]
+        inside = np.flatnonzero(chunk_codes >= 0)
+        indicator = sp.csr_matrix(
+            (np.ones(inside.size), (chunk_codes[inside], inside)),
+            shape=(len(uniques), stop - start),
+        )
+        sums += (indicator @ block).toarray()
+    return pd.DataFrame(sums, index=pd.Index(uniques, name="group"), columns=list(var_names))

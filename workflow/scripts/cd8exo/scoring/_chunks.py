@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+
+from cd8exo.cells.store import CellMatrix, column_sums, iter_rows
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -27,8 +28,13 @@ CHUNK_VALUES = 4_000_000
 # --------------------------------------------------------------------------- #
 # Shared helpers
 # --------------------------------------------------------------------------- #
-def gene_means(x: np.ndarray | sp.spmatrix | sp.sparray) -> np.ndarray:
-    """Mean of every gene (column) over all cells, in float64, without densifying."""
+def gene_means(x) -> np.ndarray:
+    """Mean of every gene (column) over all cells, in float64, without densifying.
+
+    ``x``: CSR, dense, or a :class:`cd8exo.cells.store.CellMatrix` read block by block.
+    """
+    if isinstance(x, CellMatrix):
+        return column_sums(x, max_values=_CHUNK_VALUES) / x.shape[0]
     if sp.issparse(x):
         if x.format != "csr":
             x = sp.csr_matrix(x)
@@ -51,33 +57,8 @@ def cell_chunks(
     """Yield ``(start, stop, chunk)``: consecutive blocks of cells as CSR matrices.
 
     Sparse input is sliced without copying its values (the chunk shares ``data`` and
-    ``indices`` with ``x``); dense input is converted one block at a time. A block holds
-    ``chunk_size`` cells, or, when it is ``None``, about ``max_values`` stored values.
+    ``indices`` with ``x``); dense input is converted one block at a time; a
+    :class:`~cd8exo.cells.store.CellMatrix` is read from disk a block at a time. A block
+    holds ``chunk_size`` cells, or, when it is ``None``, about ``max_values`` stored values.
     """
-    if sp.issparse(x) and x.format != "csr":
-        x = sp.csr_matrix(x)
-    n_cells = x.shape[0]
-    if chunk_size is not None and chunk_size < 1:
-        msg = f"chunk_size must be a positive number of cells, got {chunk_size}."
-        raise ValueError(msg)
-    if sp.issparse(x):
-        indptr = np.asarray(x.indptr, dtype=np.int64)
-        if chunk_size is None:
-            # Cut where the running number of stored values passes multiples of max_values.
-            cuts = np.searchsorted(indptr, np.arange(max_values, indptr[-1], max_values))
-            bounds = np.unique(np.concatenate([[0], cuts, [n_cells]]))
-        else:
-            bounds = np.unique(np.concatenate([np.arange(0, n_cells, chunk_size), [n_cells]]))
-        for start, stop in itertools.pairwise(bounds):
-            first, last = indptr[start], indptr[stop]
-            chunk = sp.csr_matrix(
-                (x.data[first:last], x.indices[first:last], indptr[start : stop + 1] - first),
-                shape=(int(stop - start), x.shape[1]),
-                copy=False,
-            )
-            yield int(start), int(stop), chunk
-        return
-    step = chunk_size or max(1, max_values // max(1, x.shape[1]))
-    for start in range(0, n_cells, step):
-        stop = min(start + step, n_cells)
-        yield start, stop, sp.csr_matrix(np.asarray(x[start:stop]))
+    yield from iter_rows(x, chunk_size=chunk_size, max_values=max_values)

@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from cd8exo._utils import RNGLike
-from cd8exo.cells.harmonise import linear_values
-from cd8exo.scoring._chunks import cell_chunks
+from cd8exo.cells.normalise import linear_values
+from cd8exo.patients.aggregate import group_sums
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -32,50 +31,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["group_sums", "ssgsea_cell_scores", "ssgsea_scores"]
-
-
-def group_sums(
-    x, groups: Sequence, *, var_names: Sequence[str], expm1: bool = False
-) -> pd.DataFrame:
-    """Sum the cells of each group, chunk by chunk (a pseudobulk).
-
-    Parameters
-    ----------
-    x
-        Cells x genes, sparse or dense.
-    groups
-        Group label of every cell; missing labels (None/NaN) leave the cell out.
-    var_names
-        Gene names of the columns.
-    expm1
-        Sum ``exp(x) - 1`` instead of ``x`` (back from ln(x + 1) to the linear scale).
-
-    Returns
-    -------
-    Groups (sorted) x genes, float64.
-    """
-    labels = pd.Series(list(groups), dtype=object)
-    if len(labels) != x.shape[0]:
-        msg = f"groups has {len(labels)} labels for {x.shape[0]} cells; give one per cell."
-        raise ValueError(msg)
-    keep = labels.notna().to_numpy()
-    uniques = np.sort(labels[keep].astype(str).unique())
-    codes = np.full(len(labels), -1, dtype=np.int64)
-    codes[keep] = np.searchsorted(uniques, labels[keep].astype(str).to_numpy())
-    sums = np.zeros((len(uniques), x.shape[1]))
-    for start, stop, chunk in cell_chunks(x):
-        values = chunk.data.astype(np.float64)
-        if expm1:
-            np.expm1(values, out=values)
-        block = sp.csr_matrix((values, chunk.indices, chunk.indptr), shape=chunk.shape)
-        chunk_codes = codes[start:stop]
-        inside = np.flatnonzero(chunk_codes >= 0)
-        indicator = sp.csr_matrix(
-            (np.ones(inside.size), (chunk_codes[inside], inside)),
-            shape=(len(uniques), stop - start),
-        )
-        sums += (indicator @ block).toarray()
-    return pd.DataFrame(sums, index=pd.Index(uniques, name="group"), columns=list(var_names))
 
 
 def ssgsea_scores(

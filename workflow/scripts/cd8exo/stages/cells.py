@@ -5,6 +5,8 @@ prepare, filter, identify, score, random sets, aggregate; see :mod:`cd8exo.stage
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,9 +16,19 @@ import pandas as pd
 
 from cd8exo._utils import RNGLike
 from cd8exo.cells import identity
-from cd8exo.cells.harmonise import harmonise, log_normalise
+from cd8exo.cells.embedding import umap_coordinates
+from cd8exo.cells.harmonise import harmonise
+from cd8exo.cells.identity.transfer import (
+    MAX_GRAPH_CELLS,
+    identify_large,
+    stratified_subsample,
+)
+from cd8exo.cells.large import harmonise_h5ad
+from cd8exo.cells.normalise import log_normalise
 from cd8exo.cells.qc import filter_cells as qc_filter_cells
+from cd8exo.cells.store import Cells, write_matrix
 from cd8exo.genes import SymbolTables
+from cd8exo.io.local import read_dataset
 from cd8exo.patients.aggregate import (
     median_counts,
     patient_counts,
@@ -36,9 +48,11 @@ __all__ = [
     "Identified",
     "Scored",
     "aggregate",
+    "embed",
     "filter_cells",
     "identify",
     "prepare",
+    "prepare_file",
     "receiver_genes",
     "score",
     "score_random_sets",
@@ -67,6 +81,36 @@ def prepare(
         label_map=label_map,
         value_scale=value_scale,
     )
+
+
+def prepare_file(
+    *,
+    path: str,
+    data_format: str,
+    out: str,
+    cell_table: str | None = None,
+    cell_id_column: str | None = None,
+    **harmonise_options,
+) -> ad.AnnData:
+    """Rule ``prepare_dataset``: read a local dataset, harmonise it, write the matrix file.
+
+    An ``.h5ad`` of at least :data:`~cd8exo.cells.large.STREAM_MIN_CELLS` cells stored as
+    CSR is harmonised block by block (:func:`~cd8exo.cells.large.harmonise_h5ad`); any
+    other input is read and harmonised in memory (:func:`prepare`). ``harmonise_options``
+    are :func:`prepare`'s. Returns the harmonised AnnData (without ``X`` when streamed).
+    """
+    if data_format == "h5ad":
+        streamed = harmonise_h5ad(
+            path, out, cell_table=cell_table, cell_id_column=cell_id_column, **harmonise_options
+        )
+        if streamed is not None:
+            return streamed
+    raw = read_dataset(
+        path=path, data_format=data_format, cell_table=cell_table, cell_id_column=cell_id_column
+    )
+    adata = prepare(raw, **harmonise_options)
+    write_matrix(adata, out)
+    return adata
 
 
 def filter_cells(
@@ -110,36 +154,72 @@ class Identified:
 
 
 def identify(
-    adata: ad.AnnData,
+    adata: ad.AnnData | Cells,
     *,
     references: Mapping[str, pd.DataFrame],
     cancer_type: str | None = None,
     force_inference: bool = False,
     agreement: bool = True,
-    rng: RNGLike = 0,
+    rng: int = 0,
     resolution: float = 1.0,
+    max_cells: int = MAX_GRAPH_CELLS,
 ) -> Identified:
     """Rule ``annotate_cells``: CD8 T-cell and malignant labels (author's where given).
 
     ``references`` are :func:`cd8exo.cells.identity.read_identity_references`' tables.
-    The labels are written into ``adata.obs`` and ``adata.uns`` in place: the matrix is
-    never copied (it can hold a million cells).
+    An in-memory AnnData is labelled in place (``obs`` and ``uns``). :class:`Cells` on
+    disk are loaded when there are at most ``max_cells`` of them; above that, the graph
+    steps run on a stratified subsample whose calls are carried to the other cells
+    (:func:`cd8exo.cells.identity.transfer.identify_large`). Either way the matrix is
+    never copied.
     """
-    result = identity.identify_cells(
-        adata,
+    kwargs = {
         **references,
-        cancer_type=cancer_type or None,
-        force_inference=force_inference,
-        agreement=agreement,
-        rng=rng,
-        resolution=resolution,
-    )
-    adata.obs = identity.annotated_obs(adata.obs, result.calls)
-    adata.uns["cd8exo"]["identity"] = {
+        "cancer_type": cancer_type or None,
+        "force_inference": force_inference,
+        "agreement": agreement,
+        "resolution": resolution,
+    }
+    if isinstance(adata, Cells) and adata.n_obs > max_cells:
+        result = identify_large(adata, max_cells=max_cells, rng=rng, **kwargs)
+    else:
+        cells = adata.to_memory() if isinstance(adata, Cells) else adata
+        result = identity.identify_cells(cells, rng=rng, **kwargs)
+    uns = adata.uns if not isinstance(adata, Cells) else copy.deepcopy(adata.uns)
+    uns["cd8exo"]["identity"] = {
         "author_labels": result.author_labels,
         "force_inference": force_inference,
     }
+    obs = identity.annotated_obs(adata.obs, result.calls)
+    if isinstance(adata, Cells):
+        adata = dataclasses.replace(adata, obs=obs, uns=uns)
+    else:
+        adata.obs = obs
     return Identified(adata=adata, result=result)
+
+
+def embed(
+    adata: ad.AnnData | Cells,
+    *,
+    n_top_genes: int,
+    n_pcs: int,
+    n_neighbors: int,
+    rng: int,
+    max_cells: int = MAX_GRAPH_CELLS,
+) -> pd.DataFrame:
+    """Rule ``embed_cells``: UMAP coordinates for the figures.
+
+    Above ``max_cells`` cells, of a stratified subsample of ``max_cells`` (per patient and
+    cell type, seeded): a figure of a million points shows no more than one of 50,000.
+    """
+    if isinstance(adata, Cells):
+        if adata.n_obs > max_cells:
+            adata = adata[stratified_subsample(adata.obs, max_cells, rng=rng)]
+            logger.info("UMAP of a stratified subsample of %d cells", adata.n_obs)
+        adata = adata.to_memory()
+    return umap_coordinates(
+        adata, n_top_genes=n_top_genes, n_pcs=n_pcs, n_neighbors=n_neighbors, rng=rng
+    )
 
 
 def receiver_genes(targets: pd.DataFrame, extra_targets: Sequence[str] = ()) -> list[str]:

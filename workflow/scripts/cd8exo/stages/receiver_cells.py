@@ -77,7 +77,7 @@ def score_receiver_sets(
     Parameters
     ----------
     malignant
-        The malignant cells only (:func:`cd8exo.io.cell_rows.read_malignant_cells`),
+        The malignant cells only (:func:`cd8exo.cells.store.malignant_cells`),
         log-normalised, with ``obs["patient"]``.
     target_sets
         Set name -> genes (:func:`cd8exo.io.cargo.cargo_target_sets`).
