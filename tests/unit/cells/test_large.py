@@ -74,7 +74,7 @@ def test_small_or_dense_files_take_the_in_memory_path(tmp_path):
 
 
 def test_a_fractional_count_in_a_late_block_is_named_and_nothing_is_written(tmp_path, monkeypatch):
-    monkeypatch.setattr(large, "_SAMPLE_CELLS", 10)  # cells 0, 44, ..., 399 decide the scale
+    monkeypatch.setattr(large, "_SAMPLE_CELLS", 10)  # 10 runs of 1 cell: 0, 44, ..., 399
     path = _input(tmp_path, n_cells=400)
     adata = ad.read_h5ad(path)
     x = adata.X.astype(np.float32)

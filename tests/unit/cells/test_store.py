@@ -80,11 +80,15 @@ def test_blocks_equal_the_in_memory_normalisation_bit_for_bit(written, max_value
     assert not got[5].nnz  # no counts: all zero
 
 
-def test_subsets_read_only_their_rows(written):
+@pytest.mark.parametrize(("gap", "span"), [(0, 50), (30, 1_000), (10**9, 10**9)])
+def test_subsets_read_only_their_rows(written, monkeypatch, gap, span):
+    # rows read one span per row, in a few spans, or in one
+    monkeypatch.setattr(store, "_MAX_GAP", gap)
+    monkeypatch.setattr(store, "_MAX_SPAN", span)
     adata, path = written
     cells = open_cells(path)
     expected = log_normalise(adata)
-    # a sparse selection (runs read one by one) and a dense one (one span read)
+    # a sparse selection and a dense one
     for mask in (np.arange(adata.n_obs) % 17 == 3, np.arange(adata.n_obs) % 3 != 0):
         subset = cells[mask]
         assert subset.obs_names.equals(adata.obs_names[mask])

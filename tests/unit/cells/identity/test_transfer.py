@@ -34,6 +34,9 @@ def test_stratified_subsample_keeps_every_group_in_proportion():
     assert np.array_equal(picked, stratified_subsample(obs, 1000, min_per_group=30, rng=3))
     assert not np.array_equal(picked, stratified_subsample(obs, 1000, min_per_group=30, rng=4))
     assert np.array_equal(stratified_subsample(obs, 20_000), np.arange(10_000))
+    # 300 groups of 100 cells: the floor of 30 per group would give 9,000 cells, not 1,000
+    many = pd.DataFrame({"patient": np.repeat(np.arange(300), 100), "cell_type": "x"})
+    assert 900 <= len(stratified_subsample(many, 1000, min_per_group=30)) <= 1000
 
 
 def test_vote_takes_the_most_common_value_nearest_first_on_ties():

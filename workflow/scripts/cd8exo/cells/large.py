@@ -170,7 +170,7 @@ def _read_layout(path: Path, *, min_cells: int) -> _Layout | None:
         shape = tuple(int(n) for n in x_group.attrs["shape"]) if x_group is not None else None
         if shape is None or shape[0] < min_cells:
             return None
-        sample = np.unique(np.linspace(0, shape[0] - 1, min(_SAMPLE_CELLS, shape[0])).astype(int))
+        sample = _sample_rows(shape[0])
         indptrs = {"X": x_group["indptr"][:].astype(np.int64)}
         layers = {}
         if counts_group is not None:
@@ -178,6 +178,16 @@ def _read_layout(path: Path, *, min_cells: int) -> _Layout | None:
             layers["counts"] = _read_rows(counts_group, indptrs["counts"], sample, n_vars=shape[1])
         probe_x = _read_rows(x_group, indptrs["X"], sample, n_vars=shape[1])
         return _Layout(read_elem(f["obs"]), read_elem(f["var"]), shape, indptrs, probe_x, layers)
+
+
+def _sample_rows(n_cells: int, *, n_blocks: int = 10) -> np.ndarray:
+    """About ``_SAMPLE_CELLS`` cells in ``n_blocks`` evenly spaced runs of consecutive cells.
+
+    Runs, not single cells: each read of a compressed file decompresses whole chunks.
+    """
+    size = max(1, min(_SAMPLE_CELLS, n_cells) // n_blocks)
+    firsts = np.linspace(0, max(0, n_cells - size), n_blocks).astype(int)
+    return np.unique(np.concatenate([np.arange(f, min(f + size, n_cells)) for f in firsts]))
 
 
 def _source_and_scale(probe: ad.AnnData, *, value_scale: str, dataset: str) -> tuple[str, str]:

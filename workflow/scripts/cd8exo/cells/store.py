@@ -135,30 +135,48 @@ def _bounds(running: np.ndarray, n_rows: int, *, max_values: int) -> list[tuple[
 def _read_rows(
     group: h5py.Group, indptr: np.ndarray, rows: np.ndarray, *, n_vars: int
 ) -> sp.csr_matrix:
-    """Rows ``rows`` (ascending) of an on-disk CSR group, read as contiguous spans."""
+    """Rows ``rows`` (ascending) of an on-disk CSR group, read as few contiguous spans.
+
+    Neighbouring selected rows are read in one span (and the rows between them dropped)
+    unless the gap between them or the span itself grows past a bound: many small reads
+    are slow (each decompresses a chunk of a compressed file), one huge read is memory.
+    """
     if not len(rows):
         return sp.csr_matrix((0, n_vars), dtype=np.float32)
-    first, last = int(indptr[rows[0]]), int(indptr[rows[-1] + 1])
-    lengths = indptr[rows + 1] - indptr[rows]
-    if last - first <= 2 * lengths.sum():
-        # one read covering the span, then the selected rows cut out of it
-        data = group["data"][first:last]
-        indices = group["indices"][first:last]
-        take = _row_positions(indptr[rows] - first, lengths)
-        data, indices = data[take], indices[take]
-    else:
-        # a sparse selection: read each run of consecutive rows on its own
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        parts_d, parts_i = [], []
-        for run in np.split(rows, breaks):
-            a, b = int(indptr[run[0]]), int(indptr[run[-1] + 1])
-            parts_d.append(group["data"][a:b])
-            parts_i.append(group["indices"][a:b])
-        data, indices = np.concatenate(parts_d), np.concatenate(parts_i)
+    starts, ends = indptr[rows], indptr[rows + 1]
+    lengths = ends - starts
+    parts_d, parts_i = [], []
+    for first, last in _spans(starts, ends):
+        a, b = int(starts[first]), int(ends[last - 1])
+        data, indices = group["data"][a:b], group["indices"][a:b]
+        take = _row_positions(starts[first:last] - a, lengths[first:last])
+        parts_d.append(data[take])
+        parts_i.append(indices[take])
+    data, indices = np.concatenate(parts_d), np.concatenate(parts_i)
     new_indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     return sp.csr_matrix(
         (data.astype(np.float32, copy=False), indices, new_indptr), shape=(len(rows), n_vars)
     )
+
+
+#: A gap (stored values) between selected rows above which they are read separately ...
+_MAX_GAP = 1_000_000
+#: ... and the most stored values one read spans.
+_MAX_SPAN = 16_000_000
+
+
+def _spans(starts: np.ndarray, ends: np.ndarray) -> list[tuple[int, int]]:
+    """Groups ``[first, last)`` of selected rows to read each as one span."""
+    breaks = np.flatnonzero(starts[1:] - ends[:-1] > _MAX_GAP) + 1
+    groups = []
+    for group in np.split(np.arange(len(starts)), breaks):
+        first = int(group[0])
+        for position in group[1:]:
+            if ends[position] - starts[first] > _MAX_SPAN:
+                groups.append((first, int(position)))
+                first = int(position)
+        groups.append((first, int(group[-1]) + 1))
+    return groups
 
 
 def _row_positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

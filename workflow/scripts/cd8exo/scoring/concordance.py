@@ -91,8 +91,10 @@ def method_scores(
     cells: dict[str, pd.DataFrame] = {}
     per_patient: dict[str, pd.DataFrame] = {}
     for method in methods:
-        scores = score_signatures(adata, signatures, rng=rng, method=method, **options)
-        sender_scores = scores.loc[senders]
+        # only the CD8 T cells are scored (what a method takes from all cells still does)
+        sender_scores = score_signatures(
+            adata, signatures, rng=rng, method=method, cells=senders, **options
+        )
         means = sender_scores.groupby(patients).mean().reindex(kept)
         means.index.name = "patient"
         per_patient[method] = means

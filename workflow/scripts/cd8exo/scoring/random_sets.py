@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cd8exo._utils import RNGLike, as_rng
-from cd8exo.patients.aggregate import sender_scores
+from cd8exo.patients.aggregate import SENDER_CELL_TYPE, sender_scores
 from cd8exo.scoring._chunks import gene_means
 from cd8exo.scoring.score import score_signatures
 
@@ -84,6 +84,7 @@ def random_set_scores(
         return pd.DataFrame(columns=columns)
     means = pd.Series(gene_means(adata.X), index=adata.var_names)
     excluded = set(map(str, exclude))
+    senders = (adata.obs["cell_type"].astype(str) == SENDER_CELL_TYPE).to_numpy()
     children = np.random.SeedSequence(rng).spawn(len(signatures))
     tables = []
     # one signature at a time bounds the cells x sets score matrix
@@ -103,7 +104,16 @@ def random_set_scores(
         )
         named = {f"{name}{SET_SEPARATOR}{i}": s for i, s in enumerate(sets)}
         if patient_scores is None:
-            scores = score_signatures(adata, named, rng=rng, n_bins=n_bins, **score_options)
+            # only the CD8 T cells' scores are used; the control bins still come from all cells
+            scores = score_signatures(
+                adata,
+                named,
+                rng=rng,
+                n_bins=n_bins,
+                cells=senders,
+                gene_means=means.to_numpy(),
+                **score_options,
+            )
             per_patient = sender_scores(scores, adata.obs)
         else:
             per_patient = patient_scores(adata, named, rng=rng, n_bins=n_bins, **score_options)

@@ -240,6 +240,7 @@ def aucell_scores(
     ties: str = "mean",
     tie_order: Sequence[int] | None = None,
     chunk_size: int | None = None,
+    detected: np.ndarray | None = None,
 ) -> np.ndarray:
     """AUCell scores (module docstring) of a cells x genes matrix.
 
@@ -287,7 +288,8 @@ def aucell_scores(
     if priority.shape != (n_genes,) or not np.array_equal(np.sort(priority), np.arange(n_genes)):
         msg = f"tie_order must be a permutation of 0..{n_genes - 1} (one position per gene)."
         raise ValueError(msg)
-    detected = detected_genes(x)
+    if detected is None:
+        detected = detected_genes(x)
     n_detected = int(detected.sum())
     if n_up is None:
         n_up = int(np.clip(np.ceil(0.05 * n_detected), 2, max(n_detected, 2)))

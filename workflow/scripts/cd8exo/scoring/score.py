@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from cd8exo._utils import RNGLike
+from cd8exo.scoring._chunks import gene_means as _gene_means
 from cd8exo.scoring.prepare import signature_coverage
-from cd8exo.scoring.rank import aucell_scores, ucell_scores
+from cd8exo.scoring.rank import aucell_scores, detected_genes, ucell_scores
 from cd8exo.scoring.ssgsea import ssgsea_cell_scores
 from cd8exo.scoring.tirosh import tirosh_scores
 
@@ -43,8 +44,12 @@ def score_matrix(
     n_up: int | None = None,
     aucell_ties: str = "mean",
     chunk_size: int | None = None,
+    reference: Mapping[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Per-cell scores of a cells x genes matrix (sparse or dense) by a per-cell method.
+
+    ``reference`` holds what the methods take from all cells when ``x`` is a subset of
+    them: ``gene_means`` (Tirosh control bins), ``detected`` (AUCell's detected genes).
 
     The matrix-level core of :func:`score_signatures` (``method`` ``tirosh``, ``ucell``
     or ``aucell``; its parameters are described there). It imports neither AnnData nor
@@ -59,12 +64,19 @@ def score_matrix(
             n_bins=n_bins,
             ctrl_size=ctrl_size,
             chunk_size=chunk_size,
+            means=(reference or {}).get("gene_means"),
         )
     if method == "ucell":
         return ucell_scores(x, var_names, signatures, max_rank=max_rank, chunk_size=chunk_size)
     if method == "aucell":
         return aucell_scores(
-            x, var_names, signatures, n_up=n_up, ties=aucell_ties, chunk_size=chunk_size
+            x,
+            var_names,
+            signatures,
+            n_up=n_up,
+            ties=aucell_ties,
+            chunk_size=chunk_size,
+            detected=(reference or {}).get("detected"),
         )
     msg = (
         f"Unknown per-cell scoring method {method!r}; use one of 'tirosh', 'ucell', 'aucell' "
@@ -85,6 +97,8 @@ def score_signatures(
     n_up: int | None = None,
     aucell_ties: str = "mean",
     chunk_size: int | None = None,
+    cells: np.ndarray | None = None,
+    gene_means: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Score every cell for every signature.
 
@@ -116,6 +130,13 @@ def score_signatures(
         ranks (see :func:`cd8exo.scoring.rank.aucell_scores`).
     chunk_size
         Cells per chunk; ``None`` sizes chunks to about :data:`CHUNK_VALUES` stored values.
+    cells
+        Boolean mask: score only these cells (e.g. the CD8 T cells, when only their scores
+        are used). What a method takes from all cells (Tirosh's gene means, AUCell's
+        detected genes) still comes from all cells, so each score equals that of the same
+        cell in a run over all cells; only the rows scored, read and kept are fewer.
+    gene_means
+        Tirosh: the per-gene means over all cells, when the caller has them already.
 
     Returns
     -------
@@ -172,7 +193,11 @@ def score_signatures(
                 row.genes_missing,
             )
     if method == "ssgsea":
-        return ssgsea_cell_scores(adata, signatures, rng=rng)
+        scores = ssgsea_cell_scores(adata, signatures, rng=rng)
+        return scores if cells is None else scores.loc[np.asarray(cells, dtype=bool)]
+    reference = _reference(adata, method=method, cells=cells, gene_means=gene_means)
+    if cells is not None:
+        adata = adata[np.asarray(cells, dtype=bool)]
     scores = score_matrix(
         adata.X,
         adata.var_names,
@@ -185,5 +210,17 @@ def score_signatures(
         n_up=n_up,
         aucell_ties=aucell_ties,
         chunk_size=chunk_size,
+        reference=reference,
     )
     return pd.DataFrame(scores, index=adata.obs_names.copy(), columns=list(signatures))
+
+
+def _reference(
+    adata, *, method: str, cells: np.ndarray | None, gene_means: np.ndarray | None
+) -> dict[str, np.ndarray] | None:
+    """What ``method`` takes from all cells, when only ``cells`` are scored."""
+    if method == "tirosh" and (cells is not None or gene_means is not None):
+        return {"gene_means": gene_means if gene_means is not None else _gene_means(adata.X)}
+    if method == "aucell" and cells is not None:
+        return {"detected": detected_genes(adata.X)}
+    return None

@@ -158,15 +158,19 @@ def tirosh_scores(
     ctrl_size: int = 50,
     controls: Mapping[str, Sequence[str]] | None = None,
     chunk_size: int | None = None,
+    means: np.ndarray | None = None,
 ) -> np.ndarray:
     """Tirosh scores of a cells x genes matrix (see :func:`score_signatures`).
 
     ``controls`` (signature -> control genes) replaces the random draw, e.g. to give two
-    implementations the same control genes. Returns cells x signatures, float64.
+    implementations the same control genes; ``means`` (per gene) replaces the gene means
+    of ``x`` the control genes are binned by. Returns cells x signatures, float64.
     """
     if controls is None:
+        if means is None:
+            means = gene_means(x)
         controls = control_genes(
-            var_names, gene_means(x), signatures, rng=rng, n_bins=n_bins, ctrl_size=ctrl_size
+            var_names, means, signatures, rng=rng, n_bins=n_bins, ctrl_size=ctrl_size
         )
     no_controls = [s for s in signatures if not controls.get(s)]
     if no_controls:

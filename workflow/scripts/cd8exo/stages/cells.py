@@ -210,7 +210,7 @@ def embed(
     """Rule ``embed_cells``: UMAP coordinates for the figures.
 
     Above ``max_cells`` cells, of a stratified subsample of ``max_cells`` (per patient and
-    cell type, seeded): a figure of a million points shows no more than one of 50,000.
+    cell type, seeded): a figure of a million points shows no more than one of 20,000.
     """
     if isinstance(adata, Cells):
         if adata.n_obs > max_cells:

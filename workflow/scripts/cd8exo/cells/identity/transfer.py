@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["MAX_GRAPH_CELLS", "identify_large", "stratified_subsample", "transfer_calls"]
 
 #: Cells above which the graph steps run on a subsample (config ``identity.max_graph_cells``).
-MAX_GRAPH_CELLS = 50_000
+MAX_GRAPH_CELLS = 20_000
 
 #: The per-kind columns of the calls, and how a cell outside the subsample gets them.
 _KIND_COLUMNS = {
@@ -67,8 +67,9 @@ def stratified_subsample(
     """Positions (ascending) of about ``n`` cells, sampled within each group of ``by``.
 
     Each group gets its share of ``n`` in proportion to its size, and at least
-    ``min(min_per_group, size)`` cells, so that small patients and rare cell types are
-    present; seeded by ``rng``. All cells when there are at most ``n``.
+    ``min(min_per_group, size)`` cells (fewer when there are so many groups that this
+    would exceed ``n``), so that small patients and rare cell types are present; seeded by
+    ``rng``. All cells when there are at most ``n``.
     """
     n_cells = len(obs)
     if n_cells <= n:
@@ -77,7 +78,9 @@ def stratified_subsample(
     keys = [obs[c].astype(str).to_numpy() for c in by if c in obs]
     codes = pd.MultiIndex.from_arrays(keys).factorize()[0] if keys else np.zeros(n_cells, int)
     sizes = np.bincount(codes)
-    quota = np.maximum(np.floor(sizes * n / n_cells), np.minimum(min_per_group, sizes)).astype(int)
+    # at least min_per_group cells per group, lowered when the groups are too many for n
+    floor = min(min_per_group, max(1, n // len(sizes)))
+    quota = np.maximum(np.floor(sizes * n / n_cells), np.minimum(floor, sizes)).astype(int)
     order = np.argsort(codes, kind="stable")
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     chosen = [
