@@ -24,6 +24,7 @@ include: "workflow/rules/associate.smk"
 include: "workflow/rules/screen.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/provenance.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
