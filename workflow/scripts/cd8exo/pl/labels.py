@@ -79,29 +79,46 @@ def label_points(
     xy = np.column_stack([np.asarray(x, float), np.asarray(y, float)])
     taken = _point_boxes(ax, xy, radius_px=point_size_pt / 2 * px_per_pt)
     frame = ax.get_window_extent(renderer)
+    centres = ax.transData.transform(xy)
+    probe = ax.text(0, 0, "", fontsize=fontsize)
     placed = []
-    for (px, py), text in zip(xy, labels, strict=True):
+    for (px, py), (cx, cy), text in zip(xy, centres, labels, strict=True):
+        probe.set_text(str(text))
+        extent = probe.get_window_extent(renderer)
+        width, height = extent.width + px_per_pt, extent.height + px_per_pt
         for ring, (dx, dy) in ((r, d) for r in _RINGS_PT for d in _DIRECTIONS):
-            offset = (dx * ring + dx * point_size_pt / 2, dy * ring + dy * point_size_pt / 2)
-            label = ax.annotate(
-                str(text),
-                (px, py),
-                xytext=offset,
-                textcoords="offset points",
-                fontsize=fontsize,
-                ha={1: "left", -1: "right", 0: "center"}[dx],
-                va={1: "bottom", -1: "top", 0: "center"}[dy],
-                arrowprops=(
-                    {"arrowstyle": "-", "color": "#666666", "lw": 0.5, "shrinkA": 0, "shrinkB": 2}
-                    if ring > _RINGS_PT[0]
-                    else None
-                ),
-                annotation_clip=False,
+            ox = (dx * ring + dx * point_size_pt / 2) * px_per_pt
+            oy = (dy * ring + dy * point_size_pt / 2) * px_per_pt
+            # the box the label would occupy, from its anchor (ha/va as below)
+            x0 = cx + ox - {1: 0.0, -1: width, 0: width / 2}[dx]
+            y0 = cy + oy - {1: 0.0, -1: height, 0: height / 2}[dy]
+            box = Bbox.from_bounds(x0, y0, width, height)
+            if not _free(box, taken, frame):
+                continue
+            taken.append(box)
+            placed.append(
+                ax.annotate(
+                    str(text),
+                    (px, py),
+                    xytext=(ox / px_per_pt, oy / px_per_pt),
+                    textcoords="offset points",
+                    fontsize=fontsize,
+                    ha={1: "left", -1: "right", 0: "center"}[dx],
+                    va={1: "bottom", -1: "top", 0: "center"}[dy],
+                    arrowprops=(
+                        {
+                            "arrowstyle": "-",
+                            "color": "#666666",
+                            "lw": 0.5,
+                            "shrinkA": 0,
+                            "shrinkB": 2,
+                        }
+                        if ring > _RINGS_PT[0]
+                        else None
+                    ),
+                    annotation_clip=False,
+                )
             )
-            box = label.get_window_extent(renderer).padded(0.5 * px_per_pt)
-            if _free(box, taken, frame):
-                taken.append(box)
-                placed.append(label)
-                break
-            label.remove()
+            break
+    probe.remove()
     return placed
