@@ -80,7 +80,7 @@ def label_points(
     taken = _point_boxes(ax, xy, radius_px=point_size_pt / 2 * px_per_pt)
     frame = ax.get_window_extent(renderer)
     centres = ax.transData.transform(xy)
-    probe = ax.text(0, 0, "", fontsize=fontsize)
+    probe = ax.text(0, 0, "", fontsize=fontsize, parse_math=False)
     placed = []
     for (px, py), (cx, cy), text in zip(xy, centres, labels, strict=True):
         probe.set_text(str(text))
@@ -117,6 +117,7 @@ def label_points(
                         else None
                     ),
                     annotation_clip=False,
+                    parse_math=False,  # ids verbatim: a "$" is not mathtext
                 )
             )
             break
