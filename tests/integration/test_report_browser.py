@@ -161,6 +161,7 @@ def test_report_opens_on_key_results_and_renders_a_table(browser, report):
     assert "SIMULATED DATA: small is simulated" in landing
     rows = browser.run("return document.querySelectorAll('#key-results-table tbody tr').length;")
     assert rows >= 3  # PLP2, its controls: per dataset and pooled rows
+    browser.run("document.querySelectorAll('*').forEach(e => { e.scrollTop = 0; });")
     browser.screenshot(SCREENSHOTS / "report_landing.png")
 
     path = "results/report/tables/associations.html"

@@ -215,7 +215,6 @@ def forest_plot(
         **kw,
     )
     _forest_frame(ax, y_max=float(y.max()), title=title, n_datasets=k)
-    fig.get_layout_engine().set(w_pad=0.02)
     return fig
 
 

@@ -88,7 +88,7 @@ def _compact(rows: pd.DataFrame, names: DisplayNames) -> pd.DataFrame:
                 f"{_n(lo)}, {_n(hi)}"
                 for lo, hi in zip(rows["ci_low"], rows["ci_high"], strict=True)
             ],
-            "q (perm.)": q,
+            "q (perm.; pooled: DL)": q,
             "specificity p": rows["specificity_p"],
         }
     )
@@ -117,7 +117,13 @@ def landing_page(
     """
     simulated = [d for d in datasets["dataset"] if names.is_simulated(d)]
     banner = simulated_banner(simulated)
-    parts = []
+    # Snakemake's report centres this text vertically beside the rule graph, which hides the
+    # top of a text taller than the window: align it to the top, and let it be wider
+    parts = [
+        "<style>.items-center.justify-center.h-screen{align-items:flex-start;"
+        "justify-content:flex-start}"
+        ".prose.max-w-lg{max-width:52rem}</style>"
+    ]
     if banner:
         parts.append(
             '<div style="background:#fff0e0;border:2px solid #d55e00;padding:6px 10px;'
