@@ -27,7 +27,14 @@ rule summarise_key_results:
         ),
         pdf="results/figures/figure1.pdf",
         svg="results/figures/figure1.svg",
-        landing="results/report/landing.html",
+        # registered so that workflow.rst includes it only when it exists (a report of a
+        # partial run has none)
+        landing=report(
+            "results/report/landing.html",
+            caption="../report/landing.rst",
+            category="0. Key results",
+            labels={"table": "landing page"},
+        ),
     log:
         "logs/summarise_key_results/all.log",
     conda:

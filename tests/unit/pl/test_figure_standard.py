@@ -117,3 +117,13 @@ def test_simulated_datasets_say_so_in_their_titles(tmp_path):
         texts.append(" ".join(t.get_text() for t in fig.findobj(mpl.text.Text)))
         plt.close(fig)
     assert all("SIMULATED" in t for t in texts)
+
+
+def test_the_standard_holds_after_a_library_changes_matplotlib_defaults(tmp_path):
+    """A library imported later (scanpy's plotting can) may reset rcParams: figures re-apply them.
+
+    Regression: in a full test run the forest plot's legend came out at 10 pt.
+    """
+    with mpl.rc_context({"font.size": 10, "legend.fontsize": "medium"}):
+        paths = save_figure(CASES["forest"](), tmp_path / "forest.png")
+    assert figure_problems(paths["png"]) == []

@@ -105,7 +105,9 @@ def _forest_frame(ax, *, y_max: float, title: str, n_datasets: int) -> None:
         Line2D([], [], color="black", lw=1.0, ls="--", label="Fisher-z CI (no bootstrap)"),
         Polygon([(0, 0)], facecolor=INK, label="pooled (random effects, Fisher z)"),
     ]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3)
+    ax.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, fontsize=6.5
+    )
     ax.set_title("\n".join([title, *notes]))
 
 

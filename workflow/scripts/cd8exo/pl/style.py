@@ -119,11 +119,13 @@ def new_figure(
     """A figure at its print size (``width``: ``"single"`` 89 mm or ``"double"`` 183 mm).
 
     The height is clipped to 30-240 mm; constrained layout keeps labels inside the figure
-    without changing its size (``bbox_inches="tight"`` would).
+    without changing its size (``bbox_inches="tight"`` would). The standard's matplotlib
+    defaults are set anew for every figure.
     """
     if width not in WIDTHS_MM:
         msg = f"width must be one of {sorted(WIDTHS_MM)}, got {width!r}."
         raise ValueError(msg)
+    apply_style()  # again: a library imported since may have changed matplotlib's defaults
     height = float(np.clip(height_mm, 30.0, MAX_HEIGHT_MM))
     return plt.subplots(
         nrows,
