@@ -175,12 +175,14 @@ rule plot_concordance:
         svg="results/plots/{dataset}/concordance.svg",
     log:
         "logs/plot_concordance/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_concordance/{dataset}.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # one matplotlib figure
     resources:
-        mem_mb=1000,  # a small table
-        runtime=10,
+        mem_mb=mem_mb_of("plot_concordance"),  # a small table
+        runtime=runtime_of("plot_concordance"),
     params:
         simulated=SIMULATED,  # their figures say SIMULATED
     script:

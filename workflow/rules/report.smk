@@ -37,12 +37,14 @@ rule summarise_key_results:
         ),
     log:
         "logs/summarise_key_results/all.log",
+    benchmark:
+        "benchmarks/summarise_key_results/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # small tables and one figure
     resources:
-        mem_mb=1000,  # patient-level tables only
-        runtime=10,
+        mem_mb=mem_mb_of("summarise_key_results"),  # patient-level tables only
+        runtime=runtime_of("summarise_key_results"),
     params:
         simulated=SIMULATED,
         primary_signature=config["report"]["primary_signature"],
@@ -99,12 +101,14 @@ rule render_tables:
         ),
     log:
         "logs/render_tables/all.log",
+    benchmark:
+        "benchmarks/render_tables/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # a few small tables
     resources:
-        mem_mb=1000,  # small tables
-        runtime=10,
+        mem_mb=mem_mb_of("render_tables"),  # small tables
+        runtime=runtime_of("render_tables"),
     params:
         simulated=SIMULATED,
     script:
@@ -126,12 +130,14 @@ rule write_methods:
         ),
     log:
         "logs/write_methods/all.log",
+    benchmark:
+        "benchmarks/write_methods/all.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1  # a text file
     resources:
-        mem_mb=500,  # small files
-        runtime=5,
+        mem_mb=mem_mb_of("write_methods"),  # small files
+        runtime=runtime_of("write_methods"),
     params:
         simulated=SIMULATED,
         citations=dataset_citations(),
