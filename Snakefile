@@ -25,6 +25,7 @@ include: "workflow/rules/receiver.smk"
 include: "workflow/rules/screen.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/provenance.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -2,6 +2,7 @@
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
@@ -42,6 +43,18 @@ except InputError as error:
 
 wildcard_constraints:
     dataset="|".join(DATASETS.index),
+
+
+#: Datasets the sheet marks as simulated: the report and their figures say SIMULATED.
+SIMULATED = [d for d, v in DATASETS.get("simulated", {}).items() if str(v).lower() == "true"]
+#: The gene-set library: display names of signatures and gene sets in figures and tables.
+GENE_SET_LIBRARY = str(Path(workflow.basedir) / "resources/gene_sets/library.tsv")
+
+
+def association_tables():
+    """The exact per-dataset association tables (results/summary/associations.tsv is rounded
+    for readers; the rules computing from the associations read these)."""
+    return expand("results/associate_patients/{dataset}.associations.tsv", dataset=DATASETS.index)
 
 
 def dataset_row(wildcards):
@@ -183,6 +196,15 @@ def public_dataset_inputs(wildcards):
     }
 
 
+def dataset_citations():
+    """The registry citation of each public dataset (for the methods text)."""
+    citations = {}
+    for dataset in public_datasets():
+        entry = registry_entry_of(SimpleNamespace(dataset=dataset))
+        citations[dataset] = " ".join(str(entry.get("citation", "")).split())
+    return citations
+
+
 def truth_datasets():
     """Datasets with a planted truth (simulated cohorts)."""
     return [d for d, row in DATASETS.iterrows() if isinstance(row.get("truth"), str)]
@@ -261,6 +283,14 @@ def final_outputs():
     outputs.append("results/summary/meta_analysis.tsv")
     outputs.append("results/plots/meta/forest")
     outputs.append("results/summary/run_info.yaml")
+    # the report's front matter (workflow/rules/report.smk)
+    outputs += [
+        "results/summary/key_results.tsv",
+        "results/figures/figure1.png",
+        "results/report/landing.html",
+        "results/report/tables/associations.html",
+        "results/summary/methods.md",
+    ]
     if truth_datasets():
         outputs.append("results/summary/truth_check.tsv")
     outputs += receiver_set_outputs()
@@ -268,7 +298,7 @@ def final_outputs():
         outputs += expand(
             [
                 "results/compare_scoring_methods/{dataset}.concordance.tsv",
-                "results/compare_scoring_methods/{dataset}.concordance.png",
+                "results/plots/{dataset}/concordance.png",
             ],
             dataset=DATASETS.index,
         )
