@@ -116,22 +116,25 @@ rule plot_target_sets:
         # the single validated target of each miRNA (the target table's `cargo` column)
         genes="results/associate_patients/{dataset}.associations.tsv",
         targets=config["targets"]["table"],
+        library=GENE_SET_LIBRARY,  # display names of signatures and gene sets
     output:
         folder=report(
             directory("results/plots/{dataset}/target_sets"),
-            patterns=["{mirna}.png"],
+            patterns=["{mirna}.png"],  # beside each: .pdf and .svg
             caption="../report/target_set_scatter.rst",
             category="7. Target sets",
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "{mirna}: scatters"},
         ),
-        heatmap=report(
+        png=report(
             "results/plots/{dataset}/target_set_heatmap.png",
             caption="../report/target_set_heatmap.rst",
             category="7. Target sets",
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "signatures x cargo miRNAs"},
         ),
+        pdf="results/plots/{dataset}/target_set_heatmap.pdf",
+        svg="results/plots/{dataset}/target_set_heatmap.svg",
     log:
         "logs/plot_target_sets/{dataset}.log",
     benchmark:
@@ -143,6 +146,7 @@ rule plot_target_sets:
         mem_mb=mem_mb_of("plot_target_sets"),  # patient-level tables only
         runtime=runtime_of("plot_target_sets"),
     params:
+        simulated=SIMULATED,  # their figures say SIMULATED
         fdr=config["association"]["fdr"],
     script:
         "../scripts/plot_target_sets.py"

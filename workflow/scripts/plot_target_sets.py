@@ -8,10 +8,12 @@ from cd8exo.io.tables import read_patient_table, read_table, read_targets
 from cd8exo.log import log_to
 from cd8exo.patients.table import split_patient_table
 from cd8exo.pl import save_figure
+from cd8exo.pl.names import DisplayNames
 from cd8exo.pl.receiver import mirna_panel, set_heatmap
 
 with log_to(snakemake.log[0]):
     inputs, dataset = snakemake.input, snakemake.wildcards.dataset
+    names = DisplayNames.from_files(inputs.library, simulated=snakemake.params.simulated)
     sender, expression = split_patient_table(read_patient_table(inputs.patients))
     set_scores = read_table(inputs.scores, index_col="patient").reindex(sender.index)
     sets, genes = read_table(inputs.sets), read_table(inputs.genes)
@@ -31,9 +33,10 @@ with log_to(snakemake.log[0]):
             sender=sender,
             set_scores=set_scores,
             expression=expression,
-            title=f"{dataset}: {mirna} target sets (and validated target)",
+            dataset=dataset,
+            names=names,
         )
-        save_figure(fig, str(out / f"{mirna}.png"))
+        save_figure(fig, out / f"{mirna}.png")  # and .pdf, .svg beside it
     fdr = snakemake.params.fdr
-    title = f"{dataset}: Spearman rho, * q < {fdr} (target-set family)"
-    save_figure(set_heatmap(sets, fdr=fdr, title=title), snakemake.output.heatmap)
+    title = f"{dataset}: Spearman \u03c1, * q < {fdr} (target-set family)"
+    save_figure(set_heatmap(sets, fdr=fdr, title=title, names=names), snakemake.output.png)

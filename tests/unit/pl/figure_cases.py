@@ -21,6 +21,7 @@ from cd8exo.pl.associations import forest_plot, pair_scatter, rho_heatmap
 from cd8exo.pl.cells import cnv_figure, umap_figure
 from cd8exo.pl.figure1 import figure1
 from cd8exo.pl.names import DisplayNames
+from cd8exo.pl.receiver import mirna_panel, set_heatmap
 from cd8exo.pl.scoring import concordance_figure, sender_scores_figure
 from cd8exo.pl.screen import top_programs_figure
 from cd8exo.stats.key_results import key_results_table
@@ -132,6 +133,64 @@ def associations(seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+CARGO = ["miR-765", "miR-298", "miR-155-5p", "miR-150-5p", "miR-142-3p", "miR-142-5p"]
+SET_SOURCES = ["MSIGDB71_MIRDB", "MIRTARBASE8_ALL", "MIRTARBASE8_STRONG"]
+
+
+def set_associations(n: int = 23, seed: int = 0) -> pd.DataFrame:
+    """Set-level rows of one demo-like dataset: 4 signatures x 6 cargo miRNAs x 3 sources.
+
+    As in the demo, the miRDB sets are tested (miR-765's planted: rho -0.7), the miRTarBase
+    sets mostly skipped for coverage (their note says why), miR-142-3p's strong set tested.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for signature in SIGNATURES:
+        for mirna in CARGO:
+            for source in SET_SOURCES:
+                tested = source == "MSIGDB71_MIRDB" or (
+                    mirna == "miR-142-3p" and source == "MIRTARBASE8_STRONG"
+                )
+                rho = (-0.7 if mirna == "miR-765" else rng.uniform(-0.4, 0.4)) if tested else np.nan
+                rows.append(
+                    {
+                        "dataset": "demo_cohort_b",
+                        "signature": signature,
+                        "target": f"{mirna}__{source}",
+                        "mirna": mirna,
+                        "source": source,
+                        "n_patients": n,
+                        "rho": rho,
+                        "q_value": (0.003 if rho < -0.6 else 0.7) if tested else np.nan,
+                        "ci_low": max(-1.0, rho - 0.3) if tested else np.nan,
+                        "ci_high": min(1.0, rho + 0.3) if tested else np.nan,
+                        "perm_q_value": (0.003 if rho < -0.6 else 0.7) if tested else np.nan,
+                        "set_specificity_p": (0.03 if rho < -0.6 else 0.6) if tested else np.nan,
+                        "note": ""
+                        if tested
+                        else "target set skipped: only 96 of 350 genes scored (27%): 252 "
+                        "missing, 2 removed by the overlap guard; below signatures.min_coverage=0.5",
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def set_scores(sender: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Patients x target sets: miR-765's set falls with the sender latent, the others do not."""
+    rng = np.random.default_rng(seed)
+    latent = sender.mean(axis=1).to_numpy()
+    n = len(sender)
+    return pd.DataFrame(
+        {
+            f"{mirna}__{source}": (-0.2 * latent if mirna == "miR-765" else 0.0)
+            + rng.normal(0, 0.05, n)
+            for mirna in CARGO
+            for source in SET_SOURCES
+        },
+        index=sender.index,
+    )
+
+
 def patient_tables(n: int = 23, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     index = pd.Index(patients(n), name="patient")
@@ -171,7 +230,37 @@ def case_figures() -> dict[str, object]:
     untested = plp2.copy()
     untested["rho"] = np.nan
     untested["note"] = "2 of 8 patients have >= 10 CD8 T cells and >= 20 malignant cells"
+    sets = set_associations()
+    plp2_rows = table[(table["dataset"] == "demo_cohort_b") & (table["target"] == "PLP2")]
+
+    def panel(mirna: str, genes: pd.DataFrame):
+        return lambda: mirna_panel(
+            mirna,
+            sets=sets,
+            genes=genes,
+            sender=sender,
+            set_scores=set_scores(sender),
+            expression=receiver,
+            dataset="demo_cohort_b",
+            names=NAMES,
+        )
+
     return {
+        "target_set_panel": panel("miR-765", plp2_rows),
+        "target_set_panel_two_sets": panel("miR-142-3p", plp2_rows.iloc[:0]),
+        "target_set_panel_untested": lambda: mirna_panel(
+            "miR-765",
+            sets=sets.assign(rho=np.nan),
+            genes=plp2_rows.iloc[:0],
+            sender=sender,
+            set_scores=set_scores(sender),
+            expression=receiver,
+            dataset="demo_cohort_b",
+            names=NAMES,
+        ),
+        "target_set_heatmap": lambda: set_heatmap(
+            sets, title="demo_cohort_b: * q < 0.05 (target-set family)", names=NAMES
+        ),
         "umap": lambda: umap_figure(umap_coords(), title="demo_cohort_b", names=NAMES),
         "umap_60_patients": lambda: umap_figure(
             umap_coords(60, 8000), title="crowded", names=NAMES
@@ -218,4 +307,10 @@ FIGURE_SCRIPTS: dict[str, list[str]] = {
     "plot_forests.py": ["forest"],
     "plot_top_programs.py": ["top_programs"],
     "summarise_key_results.py": ["figure1"],
+    "plot_target_sets.py": [
+        "target_set_panel",
+        "target_set_panel_two_sets",
+        "target_set_panel_untested",
+        "target_set_heatmap",
+    ],
 }

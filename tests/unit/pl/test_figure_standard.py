@@ -21,7 +21,7 @@ from figure_cases import FIGURE_SCRIPTS, NAMES, ROOT, case_figures
 
 from cd8exo.pl import figure_problems, save_figure
 from cd8exo.pl.labels import label_points
-from cd8exo.pl.names import gene_set_label, italic
+from cd8exo.pl.names import gene_set_label, italic, target_set_label
 from cd8exo.pl.style import OKABE_ITO, distinct_colours, new_figure
 
 CASES = case_figures()
@@ -103,6 +103,11 @@ def test_display_names():
     assert gene_set_label("HALLMARK_TNFA_SIGNALING_VIA_NFKB") == "TNFA signalling via NFKB"
     assert NAMES.signature("my_own_set") == "my own set"
     assert NAMES.cell_type("CD8_T") == "CD8+ T"
+    assert target_set_label("miR-765__MSIGDB71_MIRDB") == "miR-765 targets (miRDB, predicted)"
+    assert target_set_label("miR-142-3p__MIRTARBASE8_STRONG") == (
+        "miR-142-3p targets (miRTarBase, strong evidence)"
+    )
+    assert target_set_label("let-7-5p_family__MY_SETS") == "let-7-5p_family targets (MY SETS)"
     assert italic("PLP2") == r"$\mathit{PLP2}$"
     assert italic("HLA-A") == r"$\mathit{HLA}$-$\mathit{A}$"
     assert NAMES.dataset("demo_cohort") == "demo_cohort (SIMULATED)"
@@ -112,7 +117,14 @@ def test_display_names():
 
 def test_simulated_datasets_say_so_in_their_titles(tmp_path):
     texts = []
-    for name in ("scatter", "forest", "umap", "rho_heatmap"):
+    for name in (
+        "scatter",
+        "forest",
+        "umap",
+        "rho_heatmap",
+        "target_set_panel",
+        "target_set_heatmap",
+    ):
         fig = CASES[name]()
         texts.append(" ".join(t.get_text() for t in fig.findobj(mpl.text.Text)))
         plt.close(fig)

@@ -28,11 +28,14 @@ __all__ = [
     "CELL_TYPE_LABELS",
     "ROLE_LABELS",
     "ROLE_ORDER",
+    "SET_SOURCE_LABELS",
     "DisplayNames",
     "gene_set_label",
     "italic",
     "read_display_names",
+    "set_source_label",
     "target_order",
+    "target_set_label",
 ]
 
 #: Figure labels of the cell-type vocabulary (:data:`cd8exo.vocabulary.CELL_TYPES`).
@@ -94,6 +97,33 @@ _WORD_FIXES = {
     "SIGNALING": "signalling",
     "DN": "down",
 }
+
+
+#: Figure labels of the sources of the cargo miRNAs' target sets (``<miRNA>__<source>``,
+#: ``resources/targets/PROVENANCE.md``); another source is shown with spaces for underscores.
+SET_SOURCE_LABELS: dict[str, str] = {
+    "MSIGDB71_MIRDB": "miRDB, predicted",
+    "MSIGDB": "MSigDB MIR, predicted",
+    "MIRTARBASE8_ALL": "miRTarBase, validated",
+    "MIRTARBASE8_STRONG": "miRTarBase, strong evidence",
+}
+
+
+def set_source_label(source: str) -> str:
+    """``MIRTARBASE8_STRONG`` -> ``miRTarBase, strong evidence``; others with spaces."""
+    return SET_SOURCE_LABELS.get(str(source), str(source).replace("_", " "))
+
+
+def target_set_label(name: str) -> str:
+    """``miR-765__MSIGDB71_MIRDB`` -> ``miR-765 targets (miRDB, predicted)``.
+
+    miRNA names stay upright (they are not gene symbols); a name without ``__`` is cleaned
+    up like any gene set.
+    """
+    mirna, sep, source = str(name).partition("__")
+    if not sep:
+        return gene_set_label(name)
+    return f"{mirna} targets ({set_source_label(source)})"
 
 
 def italic(symbol: str) -> str:
