@@ -248,6 +248,15 @@ def receiver_set_table():
     return ["results/summary/receiver_set_associations.tsv"]
 
 
+def receiver_set_tables():
+    """The exact per-dataset set-level tables; none when targets.mirna_gmt is null."""
+    if not config["targets"]["mirna_gmt"]:
+        return []
+    return expand(
+        "results/associate_receiver_sets/{dataset}.associations.tsv", dataset=DATASETS.index
+    )
+
+
 def receiver_set_outputs():
     """Every set-level output: the summary table and the figures."""
     if not config["targets"]["mirna_gmt"]:

@@ -11,6 +11,8 @@ rule summarise_key_results:
         patients=expand("results/aggregate_patients/{dataset}.patients.tsv", dataset=DATASETS.index),
         targets=config["targets"]["table"],
         library=GENE_SET_LIBRARY,
+        # the primary miRNA's target sets (exact, per dataset), when sets are tested
+        sets=receiver_set_tables(),
     output:
         table="results/summary/key_results.tsv",
         html=report(
@@ -62,6 +64,7 @@ rule render_tables:
         patients="results/summary/patients.tsv",
         run_info="results/summary/run_info.tsv",
         truth=["results/summary/truth_check.tsv"] if truth_datasets() else [],
+        receiver_sets=receiver_set_table(),
     output:
         associations=report(
             "results/report/tables/associations.html",
@@ -98,6 +101,12 @@ rule render_tables:
             caption="../report/truth_check.rst",
             category="4. Associations",
             labels={"table": "planted truth vs recovered (view)"},
+        ),
+        receiver_sets=report(
+            "results/report/tables/receiver_set_associations.html",
+            caption="../report/receiver_set_associations.rst",
+            category="7. Target sets",
+            labels={"table": "target-set associations, all datasets (view)"},
         ),
     log:
         "logs/render_tables/all.log",

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cd8exo.io.html import html_table
-from cd8exo.pl.names import ROLE_LABELS, DisplayNames
+from cd8exo.pl.names import ROLE_LABELS, DisplayNames, target_set_label
 from cd8exo.stats.key_results import POOLED
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["landing_page", "simulated_banner"]
+__all__ = ["landing_page", "simulated_banner", "target_set_sentences"]
 
 
 def _n(value: float, digits: int = 2) -> str:
@@ -72,6 +72,34 @@ def _sentence(rows: pd.DataFrame, names: DisplayNames) -> str:
     return f"{head}: " + "; ".join(parts) + "."
 
 
+def target_set_sentences(
+    sets: pd.DataFrame | None, *, signature: str, mirnas: list[str], names: DisplayNames
+) -> list[str]:
+    """One HTML sentence per tested target set of the primary targets' miRNAs (``mirnas``).
+
+    The set-level rows of ``signature`` (``results/associate_receiver_sets``): each dataset's
+    rho with its 95% CI, permutation q in the target-set family and the set-specificity p.
+    Sets tested in no dataset are left out; no rows, no sentence.
+    """
+    if sets is None or sets.empty:
+        return []
+    rows = sets[(sets["signature"] == signature) & sets["mirna"].astype(str).isin(mirnas)]
+    sentences = []
+    for target, group in rows.groupby("target", sort=False):
+        tested = group[group["rho"].notna()]
+        if tested.empty:
+            continue
+        parts = [
+            f"{html.escape(names.dataset(r.dataset))}: \u03c1 = {_n(r.rho)} "
+            f"[{_n(r.ci_low)}, {_n(r.ci_high)}], permutation q = {_p(r.perm_q_value)}, "
+            f"set-specificity p = {_p(r.set_specificity_p)}, n = {int(r.n_patients)}"
+            for r in tested.itertuples()
+        ]
+        head = f"{html.escape(target_set_label(target))}, set level (expected negative)"
+        sentences.append(f"{head}: " + "; ".join(parts) + ".")
+    return sentences
+
+
 def _compact(rows: pd.DataFrame, names: DisplayNames) -> pd.DataFrame:
     """The landing table: one line per (target, dataset or pooled) of the primary signature."""
     q = rows["perm_q_value"].where(rows["perm_q_value"].notna(), rows["q_value"])
@@ -109,11 +137,14 @@ def landing_page(
     sheet: Mapping[str, Mapping[str, str]],
     names: DisplayNames,
     figure_png: str | Path | None = None,
+    set_sentences: list[str] = (),
 ) -> str:
     """The HTML fragment the report opens on (``workflow.rst`` includes it).
 
-    The simulated-data banner, one sentence per primary target, the key results of the
-    primary signature (compact table), figure 1 and the datasets as the sheet gives them.
+    The simulated-data banner, one sentence per primary target, then per tested target set
+    of its miRNA (``set_sentences``, :func:`target_set_sentences`; their q values are of the
+    target-set family), the key results of the primary signature (compact table), figure 1
+    and the datasets as the sheet gives them.
     """
     simulated = [d for d in datasets["dataset"] if names.is_simulated(d)]
     banner = simulated_banner(simulated)
@@ -141,6 +172,7 @@ def landing_page(
     primary = rows[rows["role"] == "mirna_target"]
     for target in dict.fromkeys(primary["target"]):
         parts.append(f"<p>{_sentence(primary[primary['target'] == target], names)}</p>")
+    parts += [f"<p>{sentence}</p>" for sentence in set_sentences]
     if rows.empty:
         parts.append("<p>No key result: the primary signature was not tested.</p>")
     else:
