@@ -30,6 +30,11 @@ def test_methods_give_parameters_versions_datasets_and_dois():
     assert "fewer than 321 detected genes" in text
     assert f"({config['association']['n_perm']} permutations" in text
     assert "scanpy 1.11.5" in text
+    assert "7. **Cargo miRNA target sets.** The target sets in resources/targets/" in text
+    assert (
+        f"against {config['association']['n_random_sets']} random gene sets matched to the set"
+        in text
+    )
     assert "`demo_cohort`: **SIMULATED**" in text
     assert "doi:[10.7150/thno.58337](https://doi.org/10.7150/thno.58337)" in text
     assert text.count("https://doi.org/") == (references["doi"] != "").sum()

@@ -68,9 +68,21 @@ def _steps(config: Mapping[str, Any]) -> list[str]:
         "random effects on Fisher z (variance 1/(n-3)), with tau^2, I^2 and Cochran's Q; with two "
         "datasets tau^2 rests on one degree of freedom and the pooled interval is unstable.",
     ]
+    if c["targets"].get("mirna_gmt"):
+        steps.append(
+            f"{len(steps) + 1}. **Cargo miRNA target sets.** The target sets in "
+            f"{c['targets']['mirna_gmt']} of the miRNAs listed in {c['targets']['cargo_table']} "
+            "(miRDB predictions, miRTarBase validated and strongly validated targets) were "
+            "matched like the signatures, stripped of sender-signature genes, kept at the same "
+            f"minimum coverage, scored in every malignant cell with the {s['method']} method and "
+            "averaged per patient. Each (signature, set) pair was tested like a target gene, "
+            "with q values over the set-level pairs alone, plus a set-specificity p value against "
+            f"{a['n_random_sets']} random gene sets matched to the set in size and malignant-cell "
+            "expression; the expected direction is negative (repression)."
+        )
     if screen.get("enabled"):
         steps.append(
-            "7. **Tumour-side screen.** Every gene expressed in the malignant cells (at least "
+            f"{len(steps) + 1}. **Tumour-side screen.** Every gene expressed in the malignant cells (at least "
             f"{screen['min_cpm']} CPM in {screen['min_cells_fraction']:.0%} of cells) was ranked by "
             "its Spearman rho with each signature across patients and tested by preranked GSEA "
             f"({screen['permutations']} permutations, gene sets of {screen['min_size']}-"
