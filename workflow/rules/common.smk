@@ -210,15 +210,24 @@ def truth_datasets():
     return [d for d, row in DATASETS.iterrows() if isinstance(row.get("truth"), str)]
 
 
+def bundled_file(path):
+    """``path``, or the workflow's own copy when it is relative, missing from the working
+    directory and shipped with cd8exo (the default resource files)."""
+    bundled = Path(workflow.basedir) / path
+    use_bundled = not Path(path).is_absolute() and not Path(path).exists() and bundled.exists()
+    return str(bundled) if use_bundled else path
+
+
 def screen_gene_set_files():
-    """The GMT files of the tumour-side screen; a relative path missing from the working
-    directory is the workflow's own copy (the default Hallmark file ships with cd8exo)."""
-    files = []
-    for path in config["screen"]["gmt"]:
-        bundled = Path(workflow.basedir) / path
-        use_bundled = not Path(path).is_absolute() and not Path(path).exists() and bundled.exists()
-        files.append(str(bundled) if use_bundled else path)
-    return files
+    """The GMT files of the tumour-side screen (the default Hallmark file ships with cd8exo)."""
+    return [bundled_file(path) for path in config["screen"]["gmt"]]
+
+
+# the default target-set GMT and cargo table ship with cd8exo: a run in another working
+# directory uses them
+for key in ("mirna_gmt", "cargo_table"):
+    if config["targets"][key]:
+        config["targets"][key] = bundled_file(config["targets"][key])
 
 
 # The GMT files and the target table are read now, with the rules' own readers, so that a
