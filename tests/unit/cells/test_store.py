@@ -84,6 +84,7 @@ def test_blocks_equal_the_in_memory_normalisation_bit_for_bit(written, max_value
 def test_subsets_read_only_their_rows(written, monkeypatch, gap, span):
     # rows read one span per row, in a few spans, or in one
     monkeypatch.setattr(store, "_MAX_GAP", gap)
+    monkeypatch.setattr(store, "_MAX_GAP_UNCOMPRESSED", gap)
     monkeypatch.setattr(store, "_MAX_SPAN", span)
     adata, path = written
     cells = open_cells(path)

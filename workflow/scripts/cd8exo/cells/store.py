@@ -145,8 +145,11 @@ def _read_rows(
         return sp.csr_matrix((0, n_vars), dtype=np.float32)
     starts, ends = indptr[rows], indptr[rows + 1]
     lengths = ends - starts
+    # a read of an uncompressed file costs little; one of a compressed file a chunk's inflation
+    compressed = group["data"].compression is not None
+    max_gap = _MAX_GAP if compressed else _MAX_GAP_UNCOMPRESSED
     parts_d, parts_i = [], []
-    for first, last in _spans(starts, ends):
+    for first, last in _spans(starts, ends, max_gap=max_gap):
         a, b = int(starts[first]), int(ends[last - 1])
         data, indices = group["data"][a:b], group["indices"][a:b]
         take = _row_positions(starts[first:last] - a, lengths[first:last])
@@ -159,15 +162,17 @@ def _read_rows(
     )
 
 
-#: A gap (stored values) between selected rows above which they are read separately ...
+#: A gap (stored values) between selected rows above which they are read separately
+#: (compressed file; uncompressed) ...
 _MAX_GAP = 1_000_000
+_MAX_GAP_UNCOMPRESSED = 50_000
 #: ... and the most stored values one read spans.
 _MAX_SPAN = 16_000_000
 
 
-def _spans(starts: np.ndarray, ends: np.ndarray) -> list[tuple[int, int]]:
+def _spans(starts: np.ndarray, ends: np.ndarray, *, max_gap: int) -> list[tuple[int, int]]:
     """Groups ``[first, last)`` of selected rows to read each as one span."""
-    breaks = np.flatnonzero(starts[1:] - ends[:-1] > _MAX_GAP) + 1
+    breaks = np.flatnonzero(starts[1:] - ends[:-1] > max_gap) + 1
     groups = []
     for group in np.split(np.arange(len(starts)), breaks):
         first = int(group[0])
