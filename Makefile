@@ -50,7 +50,8 @@ lint: venv
 
 # Type I error (500 null cohorts) and power (8/16/32 patients x rho 0.3/0.5/0.7, 200 cohorts
 # each) of every p value, on simulated cohorts through the workflow's own per-dataset path;
-# writes results/calibration/{type1,power}.tsv. One worker per core, one BLAS thread each.
+# writes results/calibration/{type1,power}.tsv, and for the target-set tests
+# {type1_sets,power_sets}.tsv. One worker per core, one BLAS thread each.
 calibrate: venv
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=workflow/scripts \
 	$(BIN)/python -m cd8exo.sim.calibrate --n-cohorts 500 --n-power-cohorts 200 \

@@ -21,9 +21,11 @@ include: "workflow/rules/identity.smk"
 include: "workflow/rules/scoring.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/associate.smk"
+include: "workflow/rules/receiver.smk"
 include: "workflow/rules/screen.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/provenance.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

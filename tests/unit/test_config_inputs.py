@@ -11,13 +11,19 @@ from cd8exo.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_SCHEMA = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
 HALLMARK = str(ROOT / "resources/gene_sets/h.all.v7.0.symbols.gmt")
+MIRNA_GMT = str(ROOT / "resources/targets/cargo_mirna_targets.gmt")
+CARGO = str(ROOT / "resources/targets/cargo_mirnas.tsv")
 
 
 def _config(tmp_path, *, gmt=None, targets=None, **sections):
     config = {
         "datasets": "x.tsv",
         "signatures": {"gmt": gmt or [str(ROOT / "resources/gene_sets/senders.gmt")]},
-        "targets": {"table": targets or str(ROOT / "resources/targets/targets.tsv")},
+        "targets": {
+            "table": targets or str(ROOT / "resources/targets/targets.tsv"),
+            "mirna_gmt": MIRNA_GMT,
+            "cargo_table": CARGO,
+        },
         **sections,
     }
     return validate_config(config, CONFIG_SCHEMA)
@@ -34,7 +40,8 @@ def test_shipped_config_passes():
         yaml.safe_load((ROOT / "config/config.yaml").read_text()), CONFIG_SCHEMA
     )
     config["signatures"]["gmt"] = [str(ROOT / p) for p in config["signatures"]["gmt"]]
-    config["targets"]["table"] = str(ROOT / config["targets"]["table"])
+    for key in ("table", "mirna_gmt", "cargo_table"):
+        config["targets"][key] = str(ROOT / config["targets"][key])
     validate_inputs(config, screen_gmt=[HALLMARK])
 
 
@@ -99,3 +106,35 @@ def test_screen_files_are_checked_only_when_the_screen_runs(tmp_path):
         ConfigError, match=r"screen\.gmt: .*broken\.gmt, line 1: the line has no tab"
     ):
         validate_inputs(config, screen_gmt=[broken])
+
+
+def test_mirna_gmt_without_a_cargo_set_and_a_broken_cargo_table_stop_at_start_up(tmp_path):
+    other = _file(tmp_path, "other.gmt", b"MIR999\td\tPLP2\tCD8A\nX\td\tA\n")
+    config = _config(tmp_path)
+    config["targets"]["mirna_gmt"] = other
+    with pytest.raises(ConfigError) as info:
+        validate_inputs(config)
+    (line,) = str(info.value).splitlines()[1:]
+    assert line.startswith(f"  - targets.mirna_gmt ({other}): none of its 2 sets (MIR999, X")
+    assert "miR-765__" in line
+    assert "targets.cargo_table" in line
+    no_prefix = _file(tmp_path, "cargo.tsv", b"mirna\tmsigdb_set\tstatus\nmiR-765\tMIR765\tx\n")
+    config["targets"]["cargo_table"] = no_prefix
+    with pytest.raises(ConfigError) as info:
+        validate_inputs(config)
+    assert "targets.cargo_table: The cargo miRNA table" in str(info.value)
+    assert "lacks the column(s) ['target_set_prefix']" in str(info.value)
+
+
+def test_full_msigdb_names_select_sets_and_a_bad_set_name_is_refused(tmp_path):
+    gmt = _file(tmp_path, "c3.gmt", b"MIR765\td\tPLP2\tA\nmiR-298__a/b\td\tB\nMIR1\td\tC\n")
+    config = _config(tmp_path)
+    config["targets"]["mirna_gmt"] = gmt
+    with pytest.raises(ConfigError) as info:
+        validate_inputs(config)
+    assert str(info.value).splitlines()[1:] == [
+        f"  - targets.mirna_gmt ({gmt}): target set 'miR-298__a/b' cannot name a figure file "
+        "(it contains '/'); rename it"
+    ]
+    config["targets"]["mirna_gmt"] = None  # no set-level test: nothing to check
+    validate_inputs(config)

@@ -63,7 +63,7 @@ rule summarise_associations:
 
 rule summarise_datasets:
     input:
-        associations="results/summary/associations.tsv",
+        associations=association_tables(),
         patients="results/summary/patients.tsv",
     output:
         table=report(
@@ -90,7 +90,9 @@ rule summarise_datasets:
 
 rule check_truth:
     input:
-        associations="results/summary/associations.tsv",
+        associations=association_tables(),
+        # the target sets' rows (workflow/rules/receiver.smk), when they are tested
+        sets=receiver_set_table(),
         truth=[DATASETS.loc[d, "truth"] for d in truth_datasets()],
     output:
         table=report(
@@ -118,7 +120,7 @@ rule check_truth:
 
 rule meta_analysis:
     input:
-        associations="results/summary/associations.tsv",
+        associations=association_tables(),
     output:
         table=report(
             "results/summary/meta_analysis.tsv",

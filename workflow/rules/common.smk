@@ -2,6 +2,7 @@
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
@@ -42,6 +43,18 @@ except InputError as error:
 
 wildcard_constraints:
     dataset="|".join(DATASETS.index),
+
+
+#: Datasets the sheet marks as simulated: the report and their figures say SIMULATED.
+SIMULATED = [d for d, v in DATASETS.get("simulated", {}).items() if str(v).lower() == "true"]
+#: The gene-set library: display names of signatures and gene sets in figures and tables.
+GENE_SET_LIBRARY = str(Path(workflow.basedir) / "resources/gene_sets/library.tsv")
+
+
+def association_tables():
+    """The exact per-dataset association tables (results/summary/associations.tsv is rounded
+    for readers; the rules computing from the associations read these)."""
+    return expand("results/associate_patients/{dataset}.associations.tsv", dataset=DATASETS.index)
 
 
 def dataset_row(wildcards):
@@ -183,20 +196,38 @@ def public_dataset_inputs(wildcards):
     }
 
 
+def dataset_citations():
+    """The registry citation of each public dataset (for the methods text)."""
+    citations = {}
+    for dataset in public_datasets():
+        entry = registry_entry_of(SimpleNamespace(dataset=dataset))
+        citations[dataset] = " ".join(str(entry.get("citation", "")).split())
+    return citations
+
+
 def truth_datasets():
     """Datasets with a planted truth (simulated cohorts)."""
     return [d for d, row in DATASETS.iterrows() if isinstance(row.get("truth"), str)]
 
 
+def bundled_file(path):
+    """``path``, or the workflow's own copy when it is relative, missing from the working
+    directory and shipped with cd8exo (the default resource files)."""
+    bundled = Path(workflow.basedir) / path
+    use_bundled = not Path(path).is_absolute() and not Path(path).exists() and bundled.exists()
+    return str(bundled) if use_bundled else path
+
+
 def screen_gene_set_files():
-    """The GMT files of the tumour-side screen; a relative path missing from the working
-    directory is the workflow's own copy (the default Hallmark file ships with cd8exo)."""
-    files = []
-    for path in config["screen"]["gmt"]:
-        bundled = Path(workflow.basedir) / path
-        use_bundled = not Path(path).is_absolute() and not Path(path).exists() and bundled.exists()
-        files.append(str(bundled) if use_bundled else path)
-    return files
+    """The GMT files of the tumour-side screen (the default Hallmark file ships with cd8exo)."""
+    return [bundled_file(path) for path in config["screen"]["gmt"]]
+
+
+# the default target-set GMT and cargo table ship with cd8exo: a run in another working
+# directory uses them
+for key in ("mirna_gmt", "cargo_table"):
+    if config["targets"][key]:
+        config["targets"][key] = bundled_file(config["targets"][key])
 
 
 # The GMT files and the target table are read now, with the rules' own readers, so that a
@@ -210,10 +241,42 @@ except InputError as error:
 def config_inputs():
     """The small input files a run's results depend on (checksummed in run_info)."""
     files = [config["datasets"], *config["signatures"]["gmt"], config["targets"]["table"]]
+    if config["targets"]["mirna_gmt"]:
+        files += [config["targets"]["mirna_gmt"], config["targets"]["cargo_table"]]
     for column in ("label_map", "truth"):
         if column in DATASETS:
             files += [f for f in DATASETS[column].dropna() if isinstance(f, str) and f]
     return list(dict.fromkeys(files))
+
+
+def receiver_set_table():
+    """The set-level summary table (workflow/rules/receiver.smk); none when
+    targets.mirna_gmt is null."""
+    if not config["targets"]["mirna_gmt"]:
+        return []
+    return ["results/summary/receiver_set_associations.tsv"]
+
+
+def receiver_set_tables():
+    """The exact per-dataset set-level tables; none when targets.mirna_gmt is null."""
+    if not config["targets"]["mirna_gmt"]:
+        return []
+    return expand(
+        "results/associate_receiver_sets/{dataset}.associations.tsv", dataset=DATASETS.index
+    )
+
+
+def receiver_set_outputs():
+    """Every set-level output: the summary table and the figures."""
+    if not config["targets"]["mirna_gmt"]:
+        return []
+    return receiver_set_table() + expand(
+        [
+            "results/plots/{dataset}/target_sets",
+            "results/plots/{dataset}/target_set_heatmap.png",
+        ],
+        dataset=DATASETS.index,
+    )
 
 
 def final_outputs():
@@ -238,13 +301,22 @@ def final_outputs():
     outputs.append("results/summary/meta_analysis.tsv")
     outputs.append("results/plots/meta/forest")
     outputs.append("results/summary/run_info.yaml")
+    # the report's front matter (workflow/rules/report.smk)
+    outputs += [
+        "results/summary/key_results.tsv",
+        "results/figures/figure1.png",
+        "results/report/landing.html",
+        "results/report/tables/associations.html",
+        "results/summary/methods.md",
+    ]
     if truth_datasets():
         outputs.append("results/summary/truth_check.tsv")
+    outputs += receiver_set_outputs()
     if config["scoring"]["compare_methods"]:
         outputs += expand(
             [
                 "results/compare_scoring_methods/{dataset}.concordance.tsv",
-                "results/compare_scoring_methods/{dataset}.concordance.png",
+                "results/plots/{dataset}/concordance.png",
             ],
             dataset=DATASETS.index,
         )

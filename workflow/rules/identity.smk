@@ -69,6 +69,7 @@ rule annotate_cells:
 
 rule plot_cnv_heatmap:
     input:
+        library=GENE_SET_LIBRARY,  # display names of signatures and gene sets
         cnv="results/annotate_cells/{dataset}.cnv.h5ad",
     output:
         png=report(
@@ -78,6 +79,8 @@ rule plot_cnv_heatmap:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "inferred copy-number profiles"},
         ),
+        pdf="results/plots/{dataset}/cnv_heatmap.pdf",
+        svg="results/plots/{dataset}/cnv_heatmap.svg",
     log:
         "logs/plot_cnv_heatmap/{dataset}.log",
     benchmark:
@@ -89,6 +92,7 @@ rule plot_cnv_heatmap:
         mem_mb=mem_mb_of("plot_cnv_heatmap"),  # at most 3,000 cells x genomic windows
         runtime=runtime_of("plot_cnv_heatmap"),
     params:
+        simulated=SIMULATED,  # their figures say SIMULATED
         seed=config["seed"],
     script:
         "../scripts/plot_cnv_heatmap.py"

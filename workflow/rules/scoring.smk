@@ -70,13 +70,6 @@ rule compare_scoring_methods:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "table": "concordance of scoring methods"},
         ),
-        png=report(
-            "results/compare_scoring_methods/{dataset}.concordance.png",
-            caption="../report/concordance_figure.rst",
-            category="2. Signatures",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "figure": "concordance of scoring methods"},
-        ),
     log:
         "logs/compare_scoring_methods/{dataset}.log",
     benchmark:

@@ -48,6 +48,7 @@ rule screen_tumour_genes:
 
 rule plot_top_programs:
     input:
+        library=GENE_SET_LIBRARY,  # display names of signatures and gene sets
         enrichment="results/screen_tumour_genes/{dataset}.prerank.tsv",
     output:
         png=report(
@@ -57,6 +58,8 @@ rule plot_top_programs:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "top programs (preranked GSEA)"},
         ),
+        pdf="results/plots/{dataset}/top_programs.pdf",
+        svg="results/plots/{dataset}/top_programs.svg",
     log:
         "logs/plot_top_programs/{dataset}.log",
     benchmark:
@@ -68,6 +71,7 @@ rule plot_top_programs:
         mem_mb=mem_mb_of("plot_top_programs"),  # a small table
         runtime=runtime_of("plot_top_programs"),
     params:
+        simulated=SIMULATED,  # their figures say SIMULATED
         n_top=config["screen"]["n_top"],
     script:
         "../scripts/plot_top_programs.py"

@@ -1,10 +1,8 @@
-"""Rule compare_scoring_methods: every method's sender scores, and how far they agree."""
+"""Rule compare_scoring_methods: every method's sender scores, and how far they agree (figure: plot_concordance)."""
 
 from cd8exo.cells.store import open_cells
 from cd8exo.io.tables import read_gmt, write_table
 from cd8exo.log import log_to
-from cd8exo.pl import save_figure
-from cd8exo.pl.scoring import concordance_figure
 from cd8exo.scoring.concordance import concordance_table, method_scores
 
 with log_to(snakemake.log[0]):
@@ -21,4 +19,3 @@ with log_to(snakemake.log[0]):
     )
     table = concordance_table(cells, patients)
     write_table(table, snakemake.output.table)
-    save_figure(concordance_figure(table, title=snakemake.wildcards.dataset), snakemake.output.png)

@@ -302,7 +302,21 @@ def test_cli_writes_both_tables(tmp_path, monkeypatch, inputs, small):
     levels = {name: logging.getLogger(name).level for name in ("cd8exo", calibrate_run.__name__)}
     try:
         assert (
-            calibrate.main(["--n-cohorts", "2", "--n-power-cohorts", "1", "--out", str(out)]) == 0
+            calibrate.main(
+                [
+                    "--n-cohorts",
+                    "2",
+                    "--n-power-cohorts",
+                    "1",
+                    "--out",
+                    str(out),
+                    "--n-set-cohorts",
+                    "2",
+                    "--n-set-power-cohorts",
+                    "1",
+                ]
+            )
+            == 0
         )
     finally:
         for name, level in levels.items():
@@ -313,3 +327,10 @@ def test_cli_writes_both_tables(tmp_path, monkeypatch, inputs, small):
     assert {"n_patients", "planted_rho", "p_value_kind", "power"} <= set(power.columns)
     assert set(power["p_value_kind"]) >= set(P_VALUE_KINDS)
     assert (type1["n_cohorts"].max(), power["n_patients"].tolist()[0]) == (2, 7)
+    type1_sets = pd.read_csv(out / "type1_sets.tsv", sep="\t")
+    power_sets = pd.read_csv(out / "power_sets.tsv", sep="\t")
+    assert "set_specificity_p" in set(type1_sets["p_value_kind"])
+    assert type1_sets["n_cohorts"].max() == 2
+    # one power cohort of 7 patients per set effect size
+    assert sorted(set(power_sets["set_effect_size"])) == list(small.set_effect_sizes)
+    assert (power_sets["n_cohorts"] == 1).all()

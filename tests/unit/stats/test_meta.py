@@ -190,15 +190,16 @@ def test_forest_plot_draws_cis_weights_and_pooled_diamond():
     fig = forest_plot(assoc, meta, signature="sigA", target="PLP2")
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
-    segments = ax.collections[0].get_segments()  # hlines: one CI per dataset, D1..D3
-    lows = [s[0][0] for s in segments]
-    highs = [s[1][0] for s in segments]
+    lines = ax.get_lines()[:3]  # one CI per dataset, D1..D3: bootstrap solid, Fisher z dashed
+    lows = [line.get_xdata()[0] for line in lines]
+    highs = [line.get_xdata()[1] for line in lines]
+    assert [line.get_linestyle() for line in lines] == ["-", "--", "-"]
     fisher = stats.norm.ppf(0.975) / math.sqrt(32)  # D2 has no CI column values: Fisher z
     np.testing.assert_allclose(lows, [-0.7, math.tanh(math.atanh(-0.3) - fisher), -0.9], rtol=1e-12)
     np.testing.assert_allclose(
         highs, [-0.2, math.tanh(math.atanh(-0.3) + fisher), -0.1], rtol=1e-12
     )
-    squares = ax.collections[1]
+    squares = ax.collections[0]
     np.testing.assert_allclose(squares.get_offsets()[:, 0], [-0.5, -0.3, -0.6])
     sizes = squares.get_sizes()
     assert sizes[1] > sizes[0] > sizes[2]  # larger n, larger square (35 > 20 > 12 patients)

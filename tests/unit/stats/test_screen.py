@@ -316,8 +316,9 @@ def test_top_programs_figure_shows_the_top_sets_up_on_top(enrichment):
     assert xlabels == ["ACT", "NULL"]
     assert 3 <= len(labels) <= 6  # the union of 3 sets per signature
     # rows are drawn bottom to top by mean NES: the planted up program at the top
-    assert labels[-1] == "UP_PROGRAM"
-    assert labels[0] == "DOWN_PROGRAM"
+    # gene sets carry display names (underscores as spaces)
+    assert labels[-1] == "UP PROGRAM"
+    assert labels[0] == "DOWN PROGRAM"
     plt.close(fig)
 
 

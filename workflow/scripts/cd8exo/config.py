@@ -18,6 +18,7 @@ import yaml
 
 from cd8exo._utils import file_name_problem
 from cd8exo.errors import ConfigError, InputError
+from cd8exo.io.cargo import cargo_target_sets, read_cargo_table
 from cd8exo.io.registry import load_registry, registry_entry
 from cd8exo.io.sniff import folder_10x_problems, h5ad_problem, separator_problem, text_problem
 from cd8exo.io.tables import merge_gene_sets, read_gmt, read_targets, select_signatures
@@ -452,6 +453,31 @@ def _target_problems(config: Mapping[str, Any]) -> list[str]:
     ) + _unusable_names(list(targets.get("extra", [])), what="target gene", where="targets.extra")
 
 
+def _target_set_problems(config: Mapping[str, Any]) -> list[str]:
+    """Problems of ``targets.mirna_gmt`` and ``targets.cargo_table`` (none when unset)."""
+    targets = config["targets"]
+    if not targets.get("mirna_gmt"):
+        return []
+    problems: list[str] = []
+    collections = _read_gene_sets(
+        [targets["mirna_gmt"]], key="targets.mirna_gmt", allow_empty=False, problems=problems
+    )
+    try:
+        cargo = read_cargo_table(targets["cargo_table"])
+    except InputError as error:
+        return [*problems, f"targets.cargo_table: {error}"]
+    for path, sets in collections.items():
+        try:
+            chosen, _ = cargo_target_sets(sets, cargo, gmt=f"targets.mirna_gmt ({path})")
+        except InputError as error:
+            problems.append(str(error))
+        else:
+            problems += _unusable_names(
+                list(chosen), what="target set", where=f"targets.mirna_gmt ({path})"
+            )
+    return problems
+
+
 def validate_inputs(config: Mapping[str, Any], *, screen_gmt: Sequence[str] = ()) -> None:
     """Read every GMT file and the target table the configuration names, before any job runs.
 
@@ -460,8 +486,10 @@ def validate_inputs(config: Mapping[str, Any], *, screen_gmt: Sequence[str] = ()
     way later, and a broken one stops the run at start-up instead of after QC and cell
     identity: a missing, empty, non-UTF-8 or damaged file, a GMT line without a name, a
     tab or genes, a set defined twice, ``signatures.include`` naming an unknown set, a
-    target table without a ``gene`` column, with an empty or repeated gene, and a
-    signature or target name that cannot be part of a figure's file name.
+    target table without a ``gene`` column, with an empty or repeated gene, a miRNA
+    target-set GMT (``targets.mirna_gmt``) none of whose sets belongs to a miRNA of the
+    cargo table (``targets.cargo_table``), and a signature, target or target-set name that
+    cannot be part of a figure's file name.
 
     Parameters
     ----------
@@ -478,7 +506,7 @@ def validate_inputs(config: Mapping[str, Any], *, screen_gmt: Sequence[str] = ()
         Listing every problem, one per line, each naming the config key, the file and
         the line where there is one.
     """
-    problems = _signature_problems(config) + _target_problems(config)
+    problems = _signature_problems(config) + _target_problems(config) + _target_set_problems(config)
     if config.get("screen", {}).get("enabled") and screen_gmt:
         screen_problems: list[str] = []
         collections = _read_gene_sets(

@@ -46,3 +46,19 @@ ID_COLUMNS: tuple[str, ...] = (
     "set",
     "term",
 )
+
+#: Roles of the target table (column ``role``), in the order results are shown: the
+#: hypothesis (miRNA targets), pathway read-outs, then the positive and negative controls.
+ROLE_ORDER: tuple[str, ...] = (
+    "mirna_target",
+    "cargo_receptor_or_pathway",
+    "positive_control",
+    "negative_control",
+)
+#: Headings of the target roles in figures and the report.
+ROLE_LABELS: dict[str, str] = {
+    "mirna_target": "miRNA target",
+    "cargo_receptor_or_pathway": "pathway",
+    "positive_control": "positive control",
+    "negative_control": "negative control",
+}

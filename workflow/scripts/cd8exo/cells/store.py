@@ -44,6 +44,7 @@ __all__ = [
     "Cells",
     "column_sums",
     "iter_rows",
+    "malignant_cells",
     "open_cells",
     "write_cells",
     "write_matrix",
@@ -418,3 +419,22 @@ def write_cells(cells: Cells | ad.AnnData, path: PathLike) -> None:
     """
     table = ad.AnnData(obs=cells.obs, var=cells.var, uns=cells.uns)
     atomic_write(Path(path), lambda tmp: table.write_h5ad(tmp))
+
+
+def malignant_cells(cells: Cells) -> Cells:
+    """The malignant cells (``obs["malignant"]``) of ``cells``; only their rows are ever read.
+
+    Raises
+    ------
+    InputError
+        When ``obs`` has no ``malignant`` column (the cells are not annotated).
+    """
+    if "malignant" not in cells.obs:
+        msg = (
+            f"{cells.matrix.path}: the cell table has no 'malignant' column; the receiver side "
+            "reads the annotated cells (rule annotate_cells)."
+        )
+        raise InputError(msg)
+    subset = cells[cells.obs["malignant"].to_numpy(dtype=bool)]
+    logger.info("%d malignant of %d cells", subset.n_obs, cells.n_obs)
+    return subset

@@ -9,21 +9,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from cd8exo.pl import message_figure
+from cd8exo.pl.names import DisplayNames
+from cd8exo.pl.style import GREY, INK, new_figure
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-import math
-
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
-
-from cd8exo.pl import message_figure
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["concordance_figure", "sender_scores_figure"]
 
 
-def concordance_figure(table: pd.DataFrame, *, title: str = "") -> Figure:
+def concordance_figure(
+    table: pd.DataFrame, *, title: str = "", names: DisplayNames | None = None
+) -> Figure:
     """Heatmaps of the Spearman correlations between methods, per cell and per patient.
 
     Parameters
@@ -37,11 +37,8 @@ def concordance_figure(table: pd.DataFrame, *, title: str = "") -> Figure:
     -------
     The figure: one panel per level, signatures as rows, pairs of methods as columns.
     """
-    import matplotlib as mpl
-
-    mpl.use("Agg")
-    import matplotlib.pyplot as plt
-
+    names = names or DisplayNames()
+    title = names.title(title, datasets=[title])  # the title is the dataset's id
     if table.empty:
         return message_figure(
             "No signature was scored in this dataset: no scoring methods to compare.", title=title
@@ -55,10 +52,10 @@ def concordance_figure(table: pd.DataFrame, *, title: str = "") -> Figure:
         )
         for level in levels
     ] or [1]
-    fig, axes = plt.subplots(
-        1,
-        max(1, len(levels)),
-        figsize=(1.1 * sum(widths) + 3.5, 0.5 * len(signatures) + 2.2),
+    fig, axes = new_figure(
+        "double",
+        45 + 9 * len(signatures),
+        ncols=max(1, len(levels)),
         gridspec_kw={"width_ratios": widths},
         squeeze=False,
     )
@@ -76,18 +73,50 @@ def concordance_figure(table: pd.DataFrame, *, title: str = "") -> Figure:
             text = "NA" if np.isnan(grid[i, j]) else f"{grid[i, j]:.2f}"
             dark = not np.isnan(grid[i, j]) and abs(grid[i, j]) > 0.6
             ax.text(
-                j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black"
+                j, i, text, ha="center", va="center", fontsize=6, color="white" if dark else "black"
             )
-        ax.set_xticks(range(len(pairs)), [f"{a}\nvs {b}" for a, b in pairs], fontsize=8)
-        ax.set_yticks(range(len(signatures)), signatures if ax is axes[0][0] else [], fontsize=8)
+        ax.set_xticks(range(len(pairs)), [f"{a}\nvs {b}" for a, b in pairs], fontsize=6)
+        ax.set_yticks(
+            range(len(signatures)),
+            [names.signature(s) for s in signatures] if ax is axes[0][0] else [],
+        )
         n = int(rows["n"].max()) if len(rows) else 0
         unit = "CD8 T cells" if level == "cell" else "patients"
-        ax.set_title(f"per {level} (Spearman, up to {n} {unit})", fontsize=9)
+        ax.set_title(f"per {level} (Spearman, up to {n} {unit})")
     if image is not None:
         fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="Spearman rho")
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _boxes(ax, data: list[np.ndarray], kept: list[bool], *, rng: np.random.Generator) -> None:
+    """One box per patient (no fliers) with every cell as a jittered point on top."""
+    box = ax.boxplot(
+        data,
+        patch_artist=True,
+        showfliers=False,
+        widths=0.6,
+        medianprops={"color": "black", "lw": 0.8},
+        whiskerprops={"lw": 0.6},
+        capprops={"lw": 0.6},
+    )
+    for patch, keep in zip(box["boxes"], kept, strict=True):
+        patch.set_facecolor(INK if keep else GREY)
+        patch.set_alpha(0.35)
+        patch.set_linewidth(0.6)
+    for i, (values, keep) in enumerate(zip(data, kept, strict=True), start=1):
+        jitter = rng.uniform(-0.22, 0.22, size=len(values))
+        ax.scatter(
+            i + jitter,
+            values,
+            s=0.6,
+            color=INK if keep else GREY,
+            linewidths=0,
+            alpha=0.6,
+            rasterized=True,
+            zorder=3,
+        )
 
 
 def sender_scores_figure(
@@ -96,13 +125,17 @@ def sender_scores_figure(
     signatures: list[str],
     included: set[str] | None = None,
     title: str = "",
+    names: DisplayNames | None = None,
 ) -> Figure:
     """Per-cell signature scores in CD8 T cells, one box per patient, one panel per signature.
 
-    Patients are ordered by their mean score of the first signature; excluded patients
-    (too few cells) are drawn in grey. Without a scored signature or without a CD8 T
-    cell the figure says so instead.
+    Every cell is a point over its patient's box, and each patient's tick label gives its
+    number of CD8 T cells. Patients are ordered by their mean score of the first signature;
+    excluded patients (too few cells) are drawn in grey. Without a scored signature or
+    without a CD8 T cell the figure says so instead.
     """
+    names = names or DisplayNames()
+    title = names.title(title, datasets=[title])  # the title is the dataset's id
     if not signatures or scores.empty:
         why = (
             "no signature could be scored in this dataset (see its coverage table)"
@@ -111,25 +144,26 @@ def sender_scores_figure(
         )
         return message_figure(f"No CD8 T-cell scores to show: {why}.", title=title)
     n = len(signatures)
-    ncols = min(2, n)
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 3.2 * nrows), squeeze=False)
+    fig, axes = new_figure("double", 35 + 45 * n, nrows=n, squeeze=False, sharex=True)
     order = (
         scores.groupby("patient", observed=True)[signatures[0]].mean().sort_values().index.tolist()
     )
-    for ax, signature in zip(axes.flat, signatures, strict=False):
+    counts = scores["patient"].value_counts()
+    kept = [included is None or patient in included for patient in order]
+    for ax, signature in zip(axes[:, 0], signatures, strict=True):
         data = [scores.loc[scores["patient"] == p, signature].to_numpy() for p in order]
-        box = ax.boxplot(data, patch_artist=True, showfliers=False, widths=0.6)
-        for patch, patient in zip(box["boxes"], order, strict=True):
-            kept = included is None or patient in included
-            patch.set_facecolor("#4c72b0" if kept else "#bbbbbb")
-            patch.set_alpha(0.7)
-        ax.set_xticks(range(1, len(order) + 1), order, rotation=90, fontsize=7)
-        ax.set_title(signature, fontsize=9)
-        ax.set_ylabel("score (CD8 T cells)")
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
+        _boxes(ax, data, kept, rng=np.random.default_rng(0))
+        ax.set_title(names.signature(signature), loc="left")
+        ax.set_ylabel("score per CD8+ T cell")
+    axes[-1, 0].set_xticks(
+        range(1, len(order) + 1),
+        [f"{p} ({int(counts.get(p, 0))})" for p in order],
+        rotation=90,
+        fontsize=6,
+    )
+    axes[-1, 0].set_xlabel(
+        "patient (n CD8+ T cells); grey: excluded (too few cells); one point per cell"
+    )
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig

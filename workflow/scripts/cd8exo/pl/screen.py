@@ -6,9 +6,11 @@ import logging
 import math
 from typing import TYPE_CHECKING, NamedTuple
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+from cd8exo.pl.names import DisplayNames
+from cd8exo.pl.style import new_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -49,12 +51,12 @@ def _nothing_tested(ax: Axes, *, title: str) -> None:
         "no gene set tested\n(none had screen.min_size-max_size genes in the ranked list)",
         ha="center",
         va="center",
-        fontsize=9,
+        fontsize=7,
         transform=ax.transAxes,
     )
     ax.set_axis_off()
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title)
 
 
 def _dots(enrichment: pd.DataFrame, *, terms: list, signatures: list) -> _Dots:
@@ -74,7 +76,7 @@ def _scatter(ax: Axes, dots: _Dots, *, floor: float, fdr: float) -> PathCollecti
     """One dot per tested (program, signature): colour NES, area -log10(FDR), edge FDR < fdr."""
     nes, q = dots
     strength = -np.log10(np.clip(q.to_numpy(float), floor, 1.0))
-    size = 20 + 220 * strength / max(-math.log10(floor), 1e-9)
+    size = 6 + 60 * strength / max(-math.log10(floor), 1e-9)
     limit = max(float(np.nanmax(np.abs(nes.to_numpy(float)))), 1.0)
     yy, xx = np.meshgrid(np.arange(nes.shape[0]), np.arange(nes.shape[1]), indexing="ij")
     tested = np.isfinite(nes.to_numpy(float))
@@ -92,10 +94,16 @@ def _scatter(ax: Axes, dots: _Dots, *, floor: float, fdr: float) -> PathCollecti
     )
 
 
-def _label_axes(ax: Axes, *, signatures: list, programs: pd.Index) -> None:
-    """Signatures along x, programs along y, a light grid behind the dots."""
-    ax.set_xticks(range(len(signatures)), signatures, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(programs)), programs, fontsize=7)
+def _label_axes(ax: Axes, *, signatures: list, programs: pd.Index, names: DisplayNames) -> None:
+    """Signatures along x, programs along y (display names), a light grid behind the dots."""
+    ax.set_xticks(
+        range(len(signatures)),
+        [names.signature(s) for s in signatures],
+        rotation=45,
+        ha="right",
+        fontsize=6.5,
+    )
+    ax.set_yticks(range(len(programs)), [names.signature(p) for p in programs], fontsize=6)
     ax.set_xlim(-0.6, len(signatures) - 0.4)
     ax.set_ylim(-0.6, len(programs) - 0.4)
     ax.grid(True, lw=0.3, alpha=0.5)
@@ -109,12 +117,12 @@ def _size_legend(ax: Axes, *, floor: float, fdr: float) -> None:
             ax.scatter(
                 [],
                 [],
-                s=20 + 220 * value / -math.log10(floor),
+                s=6 + 60 * value / -math.log10(floor),
                 color="grey",
                 label=f"FDR {10**-value:g}",
             )
-    ax.scatter([], [], s=60, facecolor="white", edgecolor="black", label=f"FDR < {fdr:g}")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.25, 1.0), fontsize=7, frameon=False)
+    ax.scatter([], [], s=20, facecolor="white", edgecolor="black", label=f"FDR < {fdr:g}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6, frameon=False)
 
 
 def top_programs_figure(
@@ -123,6 +131,7 @@ def top_programs_figure(
     n: int = 10,
     fdr: float = 0.25,
     title: str = "",
+    names: DisplayNames | None = None,
     ax: Axes | None = None,
 ) -> Figure:
     """Dot plot of the top enriched programs of every signature.
@@ -143,6 +152,8 @@ def top_programs_figure(
         FDR marked with a black edge.
     title
         Figure title.
+    names
+        Display names of signatures and gene sets (``HALLMARK_`` dropped).
     ax
         Axes to draw on (default: a new figure sized to the table).
 
@@ -154,11 +165,10 @@ def top_programs_figure(
     if n < 1:
         msg = f"n must be >= 1, got {n}."
         raise ValueError(msg)
+    names = names or DisplayNames()
     signatures, terms = _top_terms(enrichment, n=n)
     if ax is None:
-        fig, ax = plt.subplots(
-            figsize=(3.2 + 0.9 * max(len(signatures), 1), 1.6 + 0.28 * max(len(terms), 4))
-        )
+        fig, ax = new_figure("double", 45 + 3.6 * max(len(terms), 4))
     else:
         fig = ax.figure
     if not terms:
@@ -169,9 +179,8 @@ def top_programs_figure(
     # p values of 0 mean < 1/permutations: floor them there for the dot size
     floor = 1.0 / float(enrichment["permutations"].max()) if "permutations" in enrichment else 1e-3
     points = _scatter(ax, dots, floor=floor, fdr=fdr)
-    _label_axes(ax, signatures=signatures, programs=dots.nes.index)
+    _label_axes(ax, signatures=signatures, programs=dots.nes.index, names=names)
     fig.colorbar(points, ax=ax, label="NES (red: up with the CD8 score)", shrink=0.6)
     _size_legend(ax, floor=floor, fdr=fdr)
-    ax.set_title(title or f"top {n} gene sets per signature (preranked GSEA)", fontsize=9)
-    fig.tight_layout()
+    ax.set_title(title or f"top {n} gene sets per signature (preranked GSEA)")
     return fig

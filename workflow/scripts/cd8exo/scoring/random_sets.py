@@ -11,7 +11,7 @@ patient's CD8 T cells, giving the null per-patient scores that
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import anndata as ad
 import numpy as np
@@ -29,6 +29,9 @@ __all__ = ["SET_SEPARATOR", "matched_random_sets", "matching_problem", "random_s
 #: Random set ``i`` of signature ``S`` is named ``S|random|i``.
 SET_SEPARATOR = "|random|"
 
+#: Scores gene sets per patient: ``(adata, sets, *, rng, n_bins, **options)`` -> patients x sets.
+PatientScorer = Callable[..., pd.DataFrame]
+
 
 def random_set_scores(
     adata: ad.AnnData,
@@ -37,6 +40,8 @@ def random_set_scores(
     n_sets: int = 200,
     n_bins: int = 25,
     rng: int,
+    exclude: Sequence[str] = (),
+    patient_scores: PatientScorer | None = None,
     **score_options,
 ) -> pd.DataFrame:
     """Per-patient CD8 T-cell scores of random gene sets matched to each signature.
@@ -55,6 +60,14 @@ def random_set_scores(
     rng
         Seed; each signature's sets come from their own child seed, so a signature's null
         does not depend on the other signatures.
+    exclude
+        Genes never drawn into a random set (e.g. the sender genes, for receiver sets
+        from which they are removed); the expression bins are those of the other genes.
+    patient_scores
+        ``patient_scores(adata, sets, rng=..., n_bins=..., **score_options)`` -> patients x
+        sets; default: :func:`cd8exo.scoring.score_signatures`, then the mean over each
+        patient's CD8 T cells (the receiver side passes
+        :func:`cd8exo.scoring.receiver.patient_set_scores`: malignant cells).
     **score_options
         Passed to :func:`cd8exo.scoring.score_signatures` (``method``, ``ctrl_size``,
         ``max_rank``, ...): the random sets must be scored exactly as the signatures.
@@ -62,7 +75,7 @@ def random_set_scores(
     Returns
     -------
     Long table with columns ``patient``, ``signature``, ``random_set`` (0-based) and
-    ``score`` (mean over the patient's CD8 T cells).
+    ``score`` (mean over the patient's CD8 T cells, or what ``patient_scores`` gives).
     """
     columns = ["patient", "signature", "random_set", "score"]
     if n_sets == 0 or not signatures or adata.n_obs == 0:
@@ -70,6 +83,7 @@ def random_set_scores(
             logger.warning("no cells: no random sets drawn (specificity p values are NA)")
         return pd.DataFrame(columns=columns)
     means = pd.Series(gene_means(adata.X), index=adata.var_names)
+    excluded = set(map(str, exclude))
     senders = (adata.obs["cell_type"].astype(str) == SENDER_CELL_TYPE).to_numpy()
     children = np.random.SeedSequence(rng).spawn(len(signatures))
     tables = []
@@ -79,26 +93,30 @@ def random_set_scores(
         if not present:
             logger.warning("signature %s: no gene present, no random sets drawn", name)
             continue
-        problem = matching_problem(present, means, n_bins=n_bins)
+        pool = means[~means.index.isin(excluded - set(present))] if excluded else means
+        problem = matching_problem(present, pool, n_bins=n_bins)
         if problem:
             # a dataset with few genes: this signature's specificity p values stay NA
             logger.warning("signature %s: no random sets drawn: %s", name, problem)
             continue
         sets = matched_random_sets(
-            present, means, n_sets=n_sets, n_bins=n_bins, rng=np.random.default_rng(child)
+            present, pool, n_sets=n_sets, n_bins=n_bins, rng=np.random.default_rng(child)
         )
         named = {f"{name}{SET_SEPARATOR}{i}": s for i, s in enumerate(sets)}
-        # only the CD8 T cells' scores are used; the control bins still come from all cells
-        scores = score_signatures(
-            adata,
-            named,
-            rng=rng,
-            n_bins=n_bins,
-            cells=senders,
-            gene_means=means.to_numpy(),
-            **score_options,
-        )
-        per_patient = sender_scores(scores, adata.obs)
+        if patient_scores is None:
+            # only the CD8 T cells' scores are used; the control bins still come from all cells
+            scores = score_signatures(
+                adata,
+                named,
+                rng=rng,
+                n_bins=n_bins,
+                cells=senders,
+                gene_means=means.to_numpy(),
+                **score_options,
+            )
+            per_patient = sender_scores(scores, adata.obs)
+        else:
+            per_patient = patient_scores(adata, named, rng=rng, n_bins=n_bins, **score_options)
         long = per_patient.rename_axis(index="patient", columns="set").stack().rename("score")
         long = long.reset_index()
         long["signature"] = name

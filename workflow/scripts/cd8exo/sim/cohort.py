@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import NamedTuple
 
 import anndata as ad
@@ -32,6 +33,7 @@ from cd8exo.sim.profiles import (
     composition,
 )
 from cd8exo.sim.specs import CohortSpec, SignalSpec, check_specs, union
+from cd8exo.sim.target_sets import add_target_set_genes, truth_table
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +121,10 @@ def simulate_cohort(
     correlated_targets: Sequence[str] = (),
     target_correlation: float = 0.0,
     correlated_effect_size: float | None = None,
+    target_sets: Mapping[str, Sequence[str]] = MappingProxyType({}),
+    planted_sets: Sequence[str] = (),
+    set_fraction: float = 0.5,
+    set_effect_size: float | None = None,
 ) -> SimulatedCohort:
     """Simulate a tumour scRNA-seq cohort with a planted CD8 activation -> target signal.
 
@@ -139,7 +145,8 @@ def simulate_cohort(
     :class:`~cd8exo.sim.specs.SignalSpec` (``signatures``, ``activation_signatures``,
     ``independent_signatures``, ``negative_targets``, ``positive_targets``, ``null_targets``,
     ``effect_size``, ``independent_effect_size``, ``correlated_targets``,
-    ``target_correlation``, ``correlated_effect_size``), documented there, with the same
+    ``target_correlation``, ``correlated_effect_size``, ``target_sets``, ``planted_sets``,
+    ``set_fraction``, ``set_effect_size``), documented there, with the same
     defaults; and ``rng``, a seed or generator (the same seed gives identical output). They
     are passed on to :func:`simulate_from_specs` as the two specs.
 
@@ -181,6 +188,10 @@ def simulate_cohort(
         correlated_targets=correlated_targets,
         target_correlation=target_correlation,
         correlated_effect_size=correlated_effect_size,
+        target_sets=target_sets,
+        planted_sets=planted_sets,
+        set_fraction=set_fraction,
+        set_effect_size=set_effect_size,
     )
     return simulate_from_specs(cohort=cohort, signal=signal, rng=rng)
 
@@ -240,10 +251,23 @@ def simulate_from_specs(*, cohort: CohortSpec, signal: SignalSpec, rng: RNGLike)
     adata, low_quality_cells = _assemble(
         blocks=blocks, obs_parts=obs_parts, genes=panel.genes, draws=draws
     )
-    adata.uns["simulation"] = _simulation_record(
-        signal=signal, panel=panel, low_quality_cells=low_quality_cells, rng=rng
+    # 6. target-set genes (a spawned generator: every count above stays as it is)
+    cell_types = adata.obs["author_cell_type"].map(AUTHOR_LABELS).to_numpy(dtype=str)
+    adata, set_record = add_target_set_genes(
+        adata,
+        cohort=cohort,
+        signal=signal,
+        activation=draws.activation,
+        cell_types=cell_types,
+        rng=gen,
     )
-    truth = _truth(signal=signal, panel=panel, name=cohort.name)
+    adata.uns["simulation"] = (
+        _simulation_record(signal=signal, panel=panel, low_quality_cells=low_quality_cells, rng=rng)
+        | set_record
+    )
+    truth = truth_table(
+        signal, targets=panel.targets, correlated=panel.correlated_targets, name=cohort.name
+    )
     logger.info(
         "Simulated %s: %d cells x %d genes, %d patients (%d with < 10 CD8+ T cells), "
         "%d low-quality cells",
@@ -570,21 +594,3 @@ def _barcodes(n: int, *, rng: np.random.Generator) -> list[str]:
 
 def _label_of(cell_type: str) -> str:
     return next(label for label, t in AUTHOR_LABELS.items() if t == cell_type)
-
-
-def _truth(*, signal: SignalSpec, panel: _GenePanel, name: str) -> pd.DataFrame:
-    """One row per (signature, target) with the planted sign: -1, 0 or 1."""
-    correlated_sign = int(np.sign(signal.target_correlation) * np.sign(signal.correlated_effect))
-    rows = []
-    for signature in signal.signatures:
-        for target in panel.targets:
-            sign = 0
-            if signature in signal.activation_signatures:
-                if target in signal.negative_targets:
-                    sign = -1
-                elif target in signal.positive_targets:
-                    sign = 1
-                elif target in panel.correlated_targets:
-                    sign = correlated_sign
-            rows.append((name, signature, target, sign))
-    return pd.DataFrame(rows, columns=["dataset", "signature", "target", "expected_sign"])

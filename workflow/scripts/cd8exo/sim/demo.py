@@ -13,6 +13,7 @@ import h5py
 import pandas as pd
 
 from cd8exo._utils import atomic_write
+from cd8exo.io.cargo import cargo_target_sets, read_cargo_table
 from cd8exo.io.tables import read_gmt, read_targets
 from cd8exo.sim.cohort import SimulatedCohort, label_map, simulate_cohort
 
@@ -25,6 +26,22 @@ DEMO_SEED: int = 2024
 
 
 DEMO_SEED_B: int = 2025
+
+#: The target sets simulated in the demo cohorts (their genes added to the 2,201 others) and
+#: the one repressed by the activation latent in malignant cells.
+DEMO_SET_SOURCE: str = "__MSIGDB71_MIRDB"
+
+
+DEMO_PLANTED_SET: str = "miR-765__MSIGDB71_MIRDB"
+
+
+#: Share of the planted set's genes repressed, and the log-scale repression per SD of the
+#: activation latent (both cohorts; a set also varies between tumours as a programme).
+DEMO_SET_FRACTION: float = 0.5
+
+
+DEMO_SET_EFFECT: float = 0.5
+
 
 # the repository's resources/ (this file is workflow/scripts/cd8exo/sim/demo.py)
 _RESOURCES = Path(__file__).resolve().parents[4] / "resources"
@@ -113,8 +130,11 @@ def build_demo(
     ``demo_cohort_b`` (24 patients, 4,000 cells, effect 0.3, seed ``seed_b``), both with the
     sender sets of ``gene_sets/senders.gmt`` (activation = Chu2023_CD8_c2_Teff,
     Cytotoxic_cells_Danaher2017, Exosome_biogenesis_core_curated; independent =
-    Tcell_exhaustion_SignatuR), the targets of ``targets/targets.tsv`` and 2,000 background
-    genes drawn from the protein-coding symbols of GENCODE v48.
+    Tcell_exhaustion_SignatuR), the targets of ``targets/targets.tsv``, 2,000 background
+    genes drawn from the protein-coding symbols of GENCODE v48, and the genes of the cargo
+    miRNAs' miRDB target sets (``targets/cargo_mirna_targets.gmt``, the miRNAs of
+    ``targets/cargo_mirnas.tsv``): half of ``miR-765__MSIGDB71_MIRDB``'s genes are repressed
+    by ``exp(-0.5 * a_p)`` in malignant cells (:mod:`cd8exo.sim.target_sets`).
 
     Parameters
     ----------
@@ -126,6 +146,10 @@ def build_demo(
 
     resources = Path(resources)
     signatures = read_gmt(resources / "gene_sets" / "senders.gmt")
+    target_sets, _ = cargo_target_sets(
+        read_gmt(resources / "targets" / "cargo_mirna_targets.gmt"),
+        read_cargo_table(resources / "targets" / "cargo_mirnas.tsv"),
+    )
     targets = read_targets(resources / "targets" / "targets.tsv")
     direction = targets.set_index("gene")["expected_direction"]
     pool = _protein_coding_symbols(resources / "genome" / "gencode_v48_genes_homo_sapiens.csv.gz")
@@ -143,6 +167,11 @@ def build_demo(
         "background_pool": pool,
         "n_background_genes": 2000,
         "low_cd8_patients": 1,
+        # the predicted (miRDB) target sets of the cargo miRNAs; miR-765's is repressed
+        "target_sets": {k: v for k, v in target_sets.items() if k.endswith(DEMO_SET_SOURCE)},
+        "planted_sets": [DEMO_PLANTED_SET],
+        "set_fraction": DEMO_SET_FRACTION,
+        "set_effect_size": DEMO_SET_EFFECT,
     }
     cohort_a = simulate_cohort(
         **common,

@@ -46,12 +46,12 @@ from cd8exo.sim.cohort import (
     _mean_fractions,
     _patient_table,
     _PatientDraws,
-    _truth,
     label_map,
 )
 from cd8exo.sim.profiles import MT_PROFILE, TYPES, cell_type_profiles
 from cd8exo.sim.sparse_nb import sparse_nb
 from cd8exo.sim.specs import check_specs, union
+from cd8exo.sim.target_sets import truth_table
 
 logger = logging.getLogger(__name__)
 
@@ -330,7 +330,12 @@ def simulate_scale_cohort(spec: ScaleSpec, *, resources: Path = _RESOURCES) -> S
     return SimulatedCohort(
         name=spec.dataset,
         adata=adata,
-        truth=_truth(signal=plan.signal, panel=plan.panel, name=spec.dataset),
+        truth=truth_table(
+            plan.signal,
+            targets=plan.panel.targets,
+            correlated=plan.panel.correlated_targets,
+            name=spec.dataset,
+        ),
         patients=_patient_table(draws=plan.draws),
     )
 
@@ -407,7 +412,12 @@ def write_scale_cohort(
             f.attrs["encoding-version"] = "0.1.0"
 
     atomic_write(Path(path), write)
-    truth = _truth(signal=plan.signal, panel=plan.panel, name=spec.dataset)
+    truth = truth_table(
+        plan.signal,
+        targets=plan.panel.targets,
+        correlated=plan.panel.correlated_targets,
+        name=spec.dataset,
+    )
     return truth, _patient_table(draws=plan.draws)
 
 

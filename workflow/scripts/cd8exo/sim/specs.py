@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["CohortSpec", "SignalSpec", "check_specs", "union"]
 
@@ -106,6 +106,22 @@ class SignalSpec:
     correlated_effect_size
         Log-scale effect of one standard deviation of ``c_p``; ``effect_size`` if ``None``
         (see :attr:`correlated_effect`).
+    target_sets
+        Receiver gene sets (e.g. cargo miRNAs' target sets), name -> genes. Their genes not
+        otherwise simulated are added after every other draw, from a generator spawned from
+        ``rng`` (:func:`cd8exo.sim.target_sets.add_target_set_genes`), so the counts of the
+        other genes are those the same seed gives without target sets. Each set is a truth
+        row per signature (expected sign 0 unless planted).
+    planted_sets
+        Names in ``target_sets`` repressed by the activation latent: in malignant cells,
+        ``set_fraction`` of each one's genes are multiplied by ``exp(-set_effect * a_p)``.
+        The repressed genes are drawn among the set's added genes that are in no other
+        target set, so that every other set holds none of them.
+    set_fraction
+        Share of a planted set's genes that are repressed, in (0, 1].
+    set_effect_size
+        Log-scale repression of one standard deviation of ``a_p``; ``effect_size`` if
+        ``None`` (see :attr:`set_effect`).
     """
 
     signatures: Mapping[str, Sequence[str]]
@@ -119,10 +135,16 @@ class SignalSpec:
     correlated_targets: Sequence[str] = ()
     target_correlation: float = 0.0
     correlated_effect_size: float | None = None
+    target_sets: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    planted_sets: Sequence[str] = ()
+    set_fraction: float = 0.5
+    set_effect_size: float | None = None
 
     def __post_init__(self) -> None:
         signatures = {name: tuple(genes) for name, genes in self.signatures.items()}
         object.__setattr__(self, "signatures", signatures)
+        sets = {name: tuple(genes) for name, genes in self.target_sets.items()}
+        object.__setattr__(self, "target_sets", sets)
         _set_tuples(
             self,
             "activation_signatures",
@@ -131,6 +153,7 @@ class SignalSpec:
             "positive_targets",
             "null_targets",
             "correlated_targets",
+            "planted_sets",
         )
 
     @property
@@ -146,6 +169,11 @@ class SignalSpec:
         if self.correlated_effect_size is None:
             return self.effect_size
         return self.correlated_effect_size
+
+    @property
+    def set_effect(self) -> float:
+        """``set_effect_size``, or ``effect_size`` if that is ``None``."""
+        return self.effect_size if self.set_effect_size is None else self.set_effect_size
 
 
 def check_specs(*, cohort: CohortSpec, signal: SignalSpec) -> None:
@@ -171,6 +199,13 @@ def check_specs(*, cohort: CohortSpec, signal: SignalSpec) -> None:
             [signal.negative_targets, signal.positive_targets, signal.null_targets]
         ),
     )
+    unknown = [s for s in signal.planted_sets if s not in signal.target_sets]
+    if unknown:
+        msg = f"planted_sets {unknown} are not in target_sets ({sorted(signal.target_sets)})."
+        raise ValueError(msg)
+    if not 0.0 < signal.set_fraction <= 1.0:
+        msg = f"set_fraction={signal.set_fraction}: a share of the set's genes, in (0, 1]."
+        raise ValueError(msg)
 
 
 def union(groups: Iterable[Iterable[str]]) -> list[str]:
@@ -184,8 +219,8 @@ def union(groups: Iterable[Iterable[str]]) -> list[str]:
 
 def _set_tuples(spec: CohortSpec | SignalSpec, *fields: str) -> None:
     # frozen dataclasses: a tuple cannot be changed by the caller after the spec is made
-    for field in fields:
-        object.__setattr__(spec, field, tuple(getattr(spec, field)))
+    for name in fields:
+        object.__setattr__(spec, name, tuple(getattr(spec, name)))
 
 
 def _check_inputs(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "COHORT_COLUMNS",
+    "aggregated_cohort",
     "analyse_cohort",
     "run_null_cohorts",
     "run_power_cohorts",
@@ -150,6 +152,59 @@ def _random_set_null(
     return scores, ""
 
 
+def aggregated_cohort(
+    cohort: SimulatedCohort,
+    *,
+    signatures: Mapping[str, Sequence[str]],
+    targets: Sequence[str],
+    settings: CalibrationSettings,
+    seeds: Mapping[str, int],
+    identity: Mapping[str, pd.DataFrame] | None = None,
+    symbol_tables: SymbolTables | None = None,
+) -> tuple[ad.AnnData, stages.Scored, pd.DataFrame, pd.DataFrame]:
+    """The stages from ``prepare_dataset`` to ``aggregate_patients`` (see
+    :func:`analyse_cohort`): the kept, identified cells, the sender scores, the patient
+    table and the excluded patients."""
+    adata = stages.prepare(
+        cohort.adata,
+        dataset=cohort.name,
+        patient_column="donor_id",
+        sample_column="sample_id",
+        cell_type_column="author_cell_type",
+        label_map=AUTHOR_LABELS,
+        value_scale="counts",
+    )
+    kept, _ = stages.filter_cells(
+        adata, min_genes=settings.min_genes, max_mito_fraction=settings.max_mito_fraction
+    )
+    if identity:
+        kept = stages.identify(
+            kept,
+            references=identity,
+            cancer_type=settings.cancer_type,
+            agreement=False,
+            rng=seeds["scoring"],
+        ).adata
+    scored = stages.score(
+        kept,
+        gene_sets={"signatures": signatures},
+        targets=list(targets),
+        tables=symbol_tables,
+        min_coverage=settings.min_coverage,
+        rng=seeds["scoring"],
+        scoring=settings.scoring_options(),
+    )
+    table, excluded = stages.aggregate(
+        kept,
+        scored.scores,
+        genes=list(targets),
+        min_cd8_cells=settings.min_cd8_cells,
+        min_malignant_cells=settings.min_malignant_cells,
+        dataset=cohort.name,
+    )
+    return kept, scored, table, excluded
+
+
 def analyse_cohort(
     cohort: SimulatedCohort,
     *,
@@ -196,43 +251,14 @@ def analyse_cohort(
     The association table (one row per (signature, target), with ``specificity_p``) and
     the number of patients excluded by the cell-count thresholds.
     """
-    adata = stages.prepare(
-        cohort.adata,
-        dataset=cohort.name,
-        patient_column="donor_id",
-        sample_column="sample_id",
-        cell_type_column="author_cell_type",
-        label_map=AUTHOR_LABELS,
-        value_scale="counts",
-    )
-    kept, _ = stages.filter_cells(
-        adata, min_genes=settings.min_genes, max_mito_fraction=settings.max_mito_fraction
-    )
-    if identity:
-        kept = stages.identify(
-            kept,
-            references=identity,
-            cancer_type=settings.cancer_type,
-            agreement=False,
-            rng=seeds["scoring"],
-        ).adata
-    scoring = settings.scoring_options()
-    scored = stages.score(
-        kept,
-        gene_sets={"signatures": signatures},
-        targets=list(targets),
-        tables=symbol_tables,
-        min_coverage=settings.min_coverage,
-        rng=seeds["scoring"],
-        scoring=scoring,
-    )
-    table, excluded = stages.aggregate(
-        kept,
-        scored.scores,
-        genes=list(targets),
-        min_cd8_cells=settings.min_cd8_cells,
-        min_malignant_cells=settings.min_malignant_cells,
-        dataset=cohort.name,
+    kept, scored, table, excluded = aggregated_cohort(
+        cohort,
+        signatures=signatures,
+        targets=targets,
+        settings=settings,
+        seeds=seeds,
+        identity=identity,
+        symbol_tables=symbol_tables,
     )
     random_sets, null_note = _random_set_null(
         kept,
@@ -330,6 +356,7 @@ def _run_tasks(
     alpha: float,
     jobs: int,
     what: str,
+    run_task: Callable[[tuple], pd.DataFrame] = _run_task,
 ) -> pd.DataFrame:
     if jobs < 1:
         msg = f"jobs must be at least 1, got {jobs}."
@@ -351,7 +378,7 @@ def _run_tasks(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 for k, task in enumerate(tasks, start=1):
-                    results.append(_run_task(task))
+                    results.append(run_task(task))
                     progress(k)
         finally:
             _WORKER.clear()
@@ -360,7 +387,7 @@ def _run_tasks(
         with ProcessPoolExecutor(
             max_workers=jobs, initializer=_init_worker, initargs=(inputs, settings, alpha)
         ) as pool:
-            for k, result in enumerate(pool.map(_run_task, tasks, chunksize=4), start=1):
+            for k, result in enumerate(pool.map(run_task, tasks, chunksize=4), start=1):
                 results.append(result)
                 progress(k)
     return pd.concat(results, ignore_index=True)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from cd8exo.cells.identity.annotate import read_identity_references
 from cd8exo.genes import SymbolTables, load_symbol_tables
+from cd8exo.io.cargo import cargo_target_sets, read_cargo_table
 from cd8exo.io.tables import read_gmt, read_targets
 from cd8exo.sim.demo import _protein_coding_symbols
 
@@ -26,6 +27,14 @@ _ACTIVATION = (
 
 
 _INDEPENDENT = ("Tcell_exhaustion_SignatuR",)
+
+
+# three predicted (miRDB) cargo target sets: miR-765's (planted in set power cohorts), two nulls
+_TARGET_SETS = (
+    "miR-765__MSIGDB71_MIRDB",
+    "miR-150-5p__MSIGDB71_MIRDB",
+    "miR-142-3p__MSIGDB71_MIRDB",
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,17 @@ class CalibrationSettings:
         Permutations of the permutation p (exact enumeration up to 8 patients).
     n_boot
         Bootstrap resamples of the CI (read as a test: the CI excludes 0).
+    target_sets, primary_set
+        Set-level cohorts: the cargo target sets simulated and tested (their genes are
+        added to the cohort) and the one the type I error is reported for and the power
+        cohorts plant.
+    set_fraction, set_effect_sizes
+        Set power cohorts: ``set_fraction`` of ``primary_set``'s genes are multiplied by
+        ``exp(-set_effect_size * a_p)`` in malignant cells, for each size of
+        ``set_effect_sizes`` (the activation signatures get ``sender_effect_size`` in CD8+
+        T cells, as in the gene power cohorts). A set also varies between tumours as a
+        programme (:mod:`cd8exo.sim.target_sets`), which the repression must rise above;
+        0.5 is the demo's effect.
     n_random_sets
         Matched random gene sets per signature for the specificity p. *Calibration value*:
         19 instead of 200 (time): the p then takes the values ``k / 20`` and, if the
@@ -123,6 +143,10 @@ class CalibrationSettings:
     n_perm: int = 10000
     n_boot: int = 2000
     n_random_sets: int = 19
+    target_sets: tuple[str, ...] = _TARGET_SETS
+    primary_set: str = _TARGET_SETS[0]
+    set_fraction: float = 0.5
+    set_effect_sizes: tuple[float, ...] = (0.1, 0.25, 0.5)
 
     def scoring_options(self) -> dict[str, object]:
         """Keyword arguments of the scoring stages, as ``scoring_options()`` of
@@ -156,6 +180,10 @@ class CalibrationInputs:
     symbol_tables
         HGNC alias tables for :func:`cd8exo.scoring.prepare_signatures` (``None``: exact
         names, which is all a simulated cohort needs).
+    target_sets, set_annotation
+        The cargo miRNAs' target sets (``targets/cargo_mirna_targets.gmt``, the miRNAs of
+        ``targets/cargo_mirnas.tsv``) and their annotation
+        (:func:`cd8exo.io.cargo.cargo_target_sets`); empty: no set-level cohorts.
     """
 
     signatures: Mapping[str, Sequence[str]]
@@ -163,6 +191,8 @@ class CalibrationInputs:
     background_pool: tuple[str, ...] = field(repr=False)
     identity: Mapping[str, pd.DataFrame] = field(repr=False, default_factory=dict)
     symbol_tables: SymbolTables | None = field(repr=False, default=None)
+    target_sets: Mapping[str, Sequence[str]] = field(repr=False, default_factory=dict)
+    set_annotation: pd.DataFrame | None = field(repr=False, default=None)
 
 
 def load_inputs(
@@ -215,7 +245,13 @@ def load_inputs(
         markers / "malignant_lineage_markers.tsv",
         resources / "genome" / "hg38_gencode_v27_gene_pos.txt",
     )
+    target_sets, set_annotation = cargo_target_sets(
+        read_gmt(resources / "targets" / "cargo_mirna_targets.gmt"),
+        read_cargo_table(resources / "targets" / "cargo_mirnas.tsv"),
+    )
     return CalibrationInputs(
+        target_sets=target_sets,
+        set_annotation=set_annotation,
         signatures=dict(all_signatures),
         targets=tuple(all_targets),
         background_pool=tuple(pool),
@@ -251,6 +287,13 @@ def _check_settings(settings: CalibrationSettings, inputs: CalibrationInputs) ->
         msg = (
             f"cohort sizes {sizes} must be non-empty and at least min_patients="
             f"{settings.min_patients}."
+        )
+        raise ValueError(msg)
+    unknown = [s for s in settings.target_sets if s not in inputs.target_sets]
+    if inputs.target_sets and (unknown or settings.primary_set not in settings.target_sets):
+        msg = (
+            f"target_sets {unknown} are not cargo target sets, or primary_set "
+            f"{settings.primary_set!r} is not among target_sets {list(settings.target_sets)}."
         )
         raise ValueError(msg)
     bad = [r for r in settings.power_rhos if not -1.0 <= r <= 1.0]
