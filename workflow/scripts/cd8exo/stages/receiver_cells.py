@@ -14,7 +14,7 @@ from cd8exo._utils import RNGLike
 from cd8exo.genes import SymbolTables
 from cd8exo.scoring.prepare import PreparedSignatures, prepare_signatures
 from cd8exo.scoring.random_sets import random_set_scores
-from cd8exo.scoring.receiver import patient_set_scores
+from cd8exo.scoring.receiver import patient_set_scorer, patient_set_scores
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def score_receiver_sets(
         n_bins=int(options.pop("n_bins", 25)),
         rng=rng,
         exclude=[g for genes in sender_genes.values() for g in genes],
-        patient_scores=patient_set_scores,
+        patient_scores=patient_set_scorer(),  # the Tirosh mean profiles computed once
         **options,
     )
     return ReceiverScores(
