@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cd8exo.cells.scale import _CHUNK_VALUES
-from cd8exo.cells.store import CellMatrix, Cells
+from cd8exo.cells.store import CellMatrix, Cells, iter_rows, log1p_scaled
 from cd8exo.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -122,25 +122,14 @@ def linear_values(adata: ad.AnnData | Cells) -> sp.csr_matrix | CellMatrix:
 def _log1p_scaled(counts: sp.csr_matrix, *, target_sum: float) -> sp.csr_matrix:
     """ln(counts / row total * target_sum + 1) as CSR float32, a block of rows at a time."""
     out = sp.csr_matrix(counts, dtype=np.float32, copy=True)
-    n_cells = out.shape[0]
-    indptr = out.indptr
-    totals = np.zeros(n_cells)
-    for start in range(0, n_cells, _CHUNK_ROWS):
-        stop = min(start + _CHUNK_ROWS, n_cells)
-        lengths = np.diff(indptr[start : stop + 1])
-        rows = np.repeat(np.arange(stop - start), lengths)
-        values = out.data[indptr[start] : indptr[stop]].astype(np.float64)
-        totals[start:stop] = np.bincount(rows, weights=values, minlength=stop - start)
+    totals = np.zeros(out.shape[0])
+    for start, stop, block in iter_rows(out, chunk_size=_CHUNK_ROWS):
+        # the same function normalises the cells read from disk (cells.store)
+        values, totals[start:stop] = log1p_scaled(block, target_sum=target_sum)
+        out.data[out.indptr[start] : out.indptr[stop]] = values
     n_empty = int((totals == 0).sum())
     if n_empty:
         logger.warning("%d cells have no counts; their values stay 0", n_empty)
-    factors = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-    for start in range(0, n_cells, _CHUNK_ROWS):
-        stop = min(start + _CHUNK_ROWS, n_cells)
-        lengths = np.diff(indptr[start : stop + 1])
-        block = slice(indptr[start], indptr[stop])
-        scale = np.repeat(factors[start:stop], lengths)
-        out.data[block] = np.log1p(out.data[block].astype(np.float64) * scale)
     return out
 
 

@@ -191,18 +191,33 @@ def _row_positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) + offsets
 
 
+def log1p_scaled(
+    block: sp.csr_matrix, *, target_sum: float = _TARGET_SUM
+) -> tuple[np.ndarray, np.ndarray]:
+    """ln(value / row total * ``target_sum`` + 1) of a CSR block's stored values.
+
+    The workflow's one log-normalisation (ln(CP10k+1) by default), for the cells on disk
+    and in memory alike (:func:`cd8exo.cells.normalise.log_normalise`). Returns the new
+    values (float32, in ``block.data``'s order) and the row totals (float64); a row
+    without counts stays all zero.
+    """
+    values = block.data.astype(np.float64)
+    lengths = np.diff(block.indptr)
+    totals = np.bincount(
+        np.repeat(np.arange(block.shape[0]), lengths), weights=values, minlength=block.shape[0]
+    )
+    factors = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
+    return np.log1p(values * np.repeat(factors, lengths)).astype(np.float32), totals
+
+
 def _transformed(block: sp.csr_matrix, transform: str) -> sp.csr_matrix:
     if transform == "none":
         return block
-    values = block.data.astype(np.float64)
     if transform == "log1p_cp10k":
-        lengths = np.diff(block.indptr)
-        totals = np.bincount(
-            np.repeat(np.arange(block.shape[0]), lengths), weights=values, minlength=block.shape[0]
-        )
-        factors = np.divide(_TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
-        block.data = np.log1p(values * np.repeat(factors, lengths)).astype(np.float32)
-    elif transform == "expm1":
+        block.data, _ = log1p_scaled(block)
+        return block
+    values = block.data.astype(np.float64)
+    if transform == "expm1":
         block.data = np.expm1(values).astype(np.float32)
     else:  # tpm_from_log2: GEO Smart-seq2 tables are log2(TPM/10+1)
         block.data = (10.0 * (np.exp2(values) - 1.0)).astype(np.float32)
