@@ -230,8 +230,13 @@ def test_heavy_rules_and_the_figure(tmp_path):
 
 
 def test_run_measured_reports_peak_rss_and_a_capped_child(tmp_path):
+    # this process holds 800 MB while it starts the child: a peak taken from a plain
+    # fork + exec would report at least that (Linux carries the forking process's
+    # high-water RSS into the child's ru_maxrss), whatever the child itself used
+    held = np.ones(800 * 2**20 // 8)
     grow = "import numpy as np; a = np.ones(300 * 2**20 // 8); print(a.sum())"
     ok = scale_bench.run_measured([sys.executable, "-c", grow], log=tmp_path / "ok.out")
+    assert held.sum() == held.size
     assert ok.status == "ok"
     assert ok.returncode == 0
     assert 300 < ok.max_rss_mb < 600  # the 300 MB array, interpreter and numpy

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -66,6 +65,27 @@ class Measured:
     status: str
 
 
+# The measured command runs under this small launcher, which caps its address space,
+# waits for it and writes its rusage peak to a file. Measured directly from this process,
+# the peak would include the RSS of this (possibly large) process at fork time: Linux
+# carries the forking process's high-water mark into the child's ``ru_maxrss`` at exec.
+_LAUNCHER = """
+import os, resource, signal, subprocess, sys
+cap_mb, report = int(sys.argv[1]), sys.argv[2]
+if cap_mb:
+    resource.setrlimit(resource.RLIMIT_AS, (cap_mb * 2**20, cap_mb * 2**20))
+child = subprocess.Popen(sys.argv[3:])
+_, status, usage = os.wait4(child.pid, 0)
+with open(report, "w") as out:
+    out.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+
+
 def run_measured(
     command: Sequence[str],
     *,
@@ -78,31 +98,26 @@ def run_measured(
 
     ``cap_mb`` limits the child's address space (``RLIMIT_AS``): an allocation beyond it
     fails in the child (a ``MemoryError``), which this reports as ``status`` instead of
-    taking the machine down.
+    taking the machine down. The peak is the command's own (and its descendants'), not
+    this process's: see ``_LAUNCHER``.
     """
-
-    def limit() -> None:  # runs in the child, before exec
-        if cap_mb is not None:
-            cap = cap_mb * 2**20
-            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-
     log.parent.mkdir(parents=True, exist_ok=True)
+    report = log.resolve().with_name(log.name + ".maxrss")
+    report.unlink(missing_ok=True)
+    launch = [sys.executable, "-c", _LAUNCHER, str(cap_mb or 0), str(report), *command]
     start = time.perf_counter()
     with log.open("w") as out:
-        child = subprocess.Popen(
-            list(command), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, preexec_fn=limit
-        )
-        _, wait_status, usage = os.wait4(child.pid, 0)
+        returncode = subprocess.run(launch, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd).returncode
     wall = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(wait_status)
-    max_rss_mb = usage.ru_maxrss / 1024  # KiB on Linux
+    max_rss_mb = int(report.read_text()) / 1024 if report.exists() else float("nan")  # KiB
+    report.unlink(missing_ok=True)
     status = "ok"
-    if child.returncode != 0:
+    if returncode != 0:
         text = log.read_text(errors="replace")[-20_000:]
-        memory = "MemoryError" in text or "Unable to allocate" in text or child.returncode == -9
+        memory = "MemoryError" in text or "Unable to allocate" in text or returncode == -9
         cap = f" (address space capped at {cap_mb} MB)" if cap_mb else ""
-        status = f"out of memory{cap}" if memory else f"failed (exit {child.returncode}, see {log})"
-    return Measured(wall, max_rss_mb, child.returncode, status)
+        status = f"out of memory{cap}" if memory else f"failed (exit {returncode}, see {log})"
+    return Measured(wall, max_rss_mb, returncode, status)
 
 
 def write_run_config(run_dir: Path, files: dict[str, Path], spec: ScaleSpec) -> Path:
