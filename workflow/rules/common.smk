@@ -107,6 +107,26 @@ def registry_entry_of(wildcards):
     )
 
 
+def association_params():
+    """The config's association settings, as params of associate_patients and
+    associate_receiver_sets (read by cd8exo.stages.patients.AssociationSettings.from_params).
+
+    The aggregation thresholds are quoted in the reason of a dataset with too few patients
+    to test."""
+    association = config["association"]
+    return {
+        "min_patients": association["min_patients"],
+        "min_cd8_cells": config["aggregation"]["min_cd8_cells"],
+        "min_malignant_cells": config["aggregation"]["min_malignant_cells"],
+        "family": association["family"],
+        "n_boot": association["n_boot"],
+        "ci_level": association["ci_level"],
+        "n_perm": association["n_perm"],
+        "covariates": association["covariates"],
+        "seed": config["seed"],
+    }
+
+
 def scoring_options(*, with_method=True):
     """The config's scoring settings as keyword arguments of cd8exo.scoring.score_signatures.
 

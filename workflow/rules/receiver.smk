@@ -67,16 +67,8 @@ rule associate_receiver_sets:
         mem_mb=mem_mb_of("associate_receiver_sets"),  # bootstrap and permutation index arrays over patients
         runtime=runtime_of("associate_receiver_sets"),
     params:
+        **association_params(),
         dataset="{dataset}",
-        min_patients=config["association"]["min_patients"],
-        min_cd8_cells=config["aggregation"]["min_cd8_cells"],
-        min_malignant_cells=config["aggregation"]["min_malignant_cells"],
-        family=config["association"]["family"],
-        n_boot=config["association"]["n_boot"],
-        ci_level=config["association"]["ci_level"],
-        n_perm=config["association"]["n_perm"],
-        covariates=config["association"]["covariates"],
-        seed=config["seed"],
     script:
         "../scripts/associate_receiver_sets.py"
 

@@ -3,6 +3,7 @@
 from cd8exo.io.tables import read_patient_table, read_table, write_table
 from cd8exo.log import log_to
 from cd8exo.stages import patients as stages
+from cd8exo.stages.patients import AssociationSettings
 
 with log_to(snakemake.log[0]):
     params = snakemake.params
@@ -10,15 +11,7 @@ with log_to(snakemake.log[0]):
         read_patient_table(snakemake.input.patients),
         read_table(snakemake.input.random_sets),
         dataset=params.dataset,
-        covariates=params.covariates,
-        min_patients=params.min_patients,
-        n_boot=params.n_boot,
-        n_perm=params.n_perm,
-        ci_level=params.ci_level,
-        family=params.family,
-        rng=params.seed,
-        min_cd8_cells=params.min_cd8_cells,
-        min_malignant_cells=params.min_malignant_cells,
+        settings=AssociationSettings.from_params(params),
         coverage=read_table(snakemake.input.coverage),
     )
     write_table(table, snakemake.output.table)

@@ -3,6 +3,7 @@
 from cd8exo.io.cargo import cargo_target_sets, read_cargo_table
 from cd8exo.io.tables import read_gmt, read_patient_table, read_table, write_table
 from cd8exo.log import log_to
+from cd8exo.stages.patients import AssociationSettings
 from cd8exo.stages.receiver_patients import associate_receiver_sets
 
 with log_to(snakemake.log[0]):
@@ -14,15 +15,7 @@ with log_to(snakemake.log[0]):
         read_table(inputs.random_sets),
         annotation=annotation,
         dataset=params.dataset,
-        covariates=params.covariates,
-        min_patients=params.min_patients,
-        n_boot=params.n_boot,
-        n_perm=params.n_perm,
-        ci_level=params.ci_level,
-        family=params.family,
-        rng=params.seed,
-        min_cd8_cells=params.min_cd8_cells,
-        min_malignant_cells=params.min_malignant_cells,
+        settings=AssociationSettings.from_params(params),
         coverage=read_table(inputs.coverage),
         set_coverage=read_table(inputs.set_coverage),
     )

@@ -67,13 +67,15 @@ def test_patient_ids_survive_every_table_between_the_rules(tmp_path):
         patients_back,
         random_back,
         dataset="d",
-        covariates=["n_malignant"],
-        min_patients=6,
-        n_boot=20,
-        n_perm=20,
-        ci_level=0.95,
-        family="dataset",
-        rng=0,
+        settings=patient_stages.AssociationSettings(
+            covariates=["n_malignant"],
+            min_patients=6,
+            n_boot=20,
+            n_perm=20,
+            ci_level=0.95,
+            family="dataset",
+            rng=0,
+        ),
     )
     assert table["rho"].notna().all()
     assert table["specificity_p"].notna().all()

@@ -21,6 +21,7 @@ from cd8exo.scoring.score import score_signatures
 from cd8exo.sim.calibrate.cohorts import aggregated_cohort
 from cd8exo.sim.calibrate.settings import CalibrationSettings, load_inputs
 from cd8exo.sim.calibrate.target_sets import simulate_set_cohort
+from cd8exo.stages.patients import AssociationSettings
 from cd8exo.stages.receiver_cells import score_receiver_sets
 from cd8exo.stages.receiver_patients import associate_receiver_sets
 
@@ -65,13 +66,15 @@ def analysed():
         receiver.random_sets,
         annotation=inputs.set_annotation,
         dataset="sets",
-        covariates=["n_malignant"],
-        min_patients=6,
-        n_boot=200,
-        n_perm=2000,
-        ci_level=0.95,
-        family="dataset",
-        rng=5,
+        settings=AssociationSettings(
+            covariates=["n_malignant"],
+            min_patients=6,
+            n_boot=200,
+            n_perm=2000,
+            ci_level=0.95,
+            family="dataset",
+            rng=5,
+        ),
         coverage=scored.prepared.coverage,
         set_coverage=receiver.prepared.coverage,
     )
@@ -140,13 +143,15 @@ def test_skipped_set_gets_na_rows_saying_why(analysed):
         None,
         annotation=pd.DataFrame(columns=["target", "mirna", "source", "status"]),
         dataset="sets",
-        covariates=[],
-        min_patients=6,
-        n_boot=0,
-        n_perm=0,
-        ci_level=0.95,
-        family="dataset",
-        rng=0,
+        settings=AssociationSettings(
+            covariates=[],
+            min_patients=6,
+            n_boot=0,
+            n_perm=0,
+            ci_level=0.95,
+            family="dataset",
+            rng=0,
+        ),
         set_coverage=coverage,
     )
     assert table.empty or set(table["note"]) <= {"target set skipped: only 1 of 9"}

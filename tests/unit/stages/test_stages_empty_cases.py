@@ -78,7 +78,7 @@ def _associations(adata: ad.AnnData, *, signatures=SIGNATURES, targets=TARGETS, 
         random_sets,
         dataset="d",
         coverage=scored.prepared.coverage,
-        **{**ASSOCIATE, **options},
+        settings=patient_stages.AssociationSettings(**{**ASSOCIATE, **options}),
     )
     return table, patients
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +21,34 @@ from cd8exo.stats.testable import dataset_status, not_testable_reason, untested_
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["associate", "summarise_datasets"]
+__all__ = ["AssociationSettings", "associate", "summarise_datasets"]
+
+
+@dataclass(frozen=True)
+class AssociationSettings:
+    """The settings of an association across patients, as the config gives them.
+
+    ``covariates``, ``min_patients``, ``n_boot``, ``n_perm``, ``ci_level``, ``family`` and
+    ``rng`` are those of :func:`cd8exo.stats.association.association_table` (``ci_level``
+    is its ``level``); ``min_cd8_cells`` and ``min_malignant_cells`` are the thresholds of
+    :func:`aggregate`, quoted in the reason of an untestable dataset.
+    """
+
+    covariates: Sequence[str]
+    min_patients: int
+    n_boot: int
+    n_perm: int
+    ci_level: float
+    family: str
+    rng: RNGLike
+    min_cd8_cells: int | None = None
+    min_malignant_cells: int | None = None
+
+    @classmethod
+    def from_params(cls, params: Any) -> AssociationSettings:
+        """From a rule's ``params`` (the same names; the seed is ``params.seed``)."""
+        values = {f.name: getattr(params, f.name, None) for f in fields(cls) if f.name != "rng"}
+        return cls(rng=params.seed, **values)
 
 
 def _skipped_signatures(coverage: pd.DataFrame | None, scored: Sequence[str]) -> dict[str, str]:
@@ -49,15 +78,7 @@ def associate(
     random_sets: pd.DataFrame | None,
     *,
     dataset: str,
-    covariates: Sequence[str],
-    min_patients: int,
-    n_boot: int,
-    n_perm: int,
-    ci_level: float,
-    family: str,
-    rng: RNGLike,
-    min_cd8_cells: int | None = None,
-    min_malignant_cells: int | None = None,
+    settings: AssociationSettings,
     coverage: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Rule ``associate_patients``: every sender signature against every target.
@@ -77,11 +98,8 @@ def associate(
     random_sets
         The long table of :func:`score_random_sets`; None (no null was drawn) leaves
         ``specificity_p`` NA.
-    covariates, min_patients, n_boot, n_perm, ci_level, family, rng
-        As :func:`cd8exo.stats.association.association_table` (``ci_level`` is its
-        ``level``).
-    min_cd8_cells, min_malignant_cells
-        The thresholds of :func:`aggregate`, quoted in the reason of an untestable dataset.
+    settings
+        The association's settings (:class:`AssociationSettings`).
     coverage
         The coverage table of :func:`score`; None: no rows for skipped signatures.
     """
@@ -89,9 +107,9 @@ def associate(
     skipped = _skipped_signatures(coverage, list(sender.columns))
     reason = not_testable_reason(
         patients,
-        min_patients=min_patients,
-        min_cd8_cells=min_cd8_cells,
-        min_malignant_cells=min_malignant_cells,
+        min_patients=settings.min_patients,
+        min_cd8_cells=settings.min_cd8_cells,
+        min_malignant_cells=settings.min_malignant_cells,
     )
     if reason:
         logger.warning("%s: not testable: %s", dataset, reason)
@@ -104,18 +122,7 @@ def associate(
             note=reason,
         )
     else:
-        table = _tested(
-            patients,
-            random_sets,
-            dataset=dataset,
-            covariates=covariates,
-            min_patients=min_patients,
-            n_boot=n_boot,
-            n_perm=n_perm,
-            ci_level=ci_level,
-            family=family,
-            rng=rng,
-        )
+        table = _tested(patients, random_sets, dataset=dataset, settings=settings)
         table = _mark_absent_targets(table, receiver)
     # in a dataset that cannot be tested at all, that is the reason for every row
     extra = [
@@ -134,13 +141,7 @@ def _tested(
     random_sets: pd.DataFrame | None,
     *,
     dataset: str,
-    covariates: Sequence[str],
-    min_patients: int,
-    n_boot: int,
-    n_perm: int,
-    ci_level: float,
-    family: str,
-    rng: RNGLike,
+    settings: AssociationSettings,
 ) -> pd.DataFrame:
     """The association table of a testable dataset, with its specificity p values."""
     sender, receiver = split_patient_table(patients)
@@ -148,13 +149,13 @@ def _tested(
         sender,
         receiver,
         dataset=dataset,
-        covariates=patient_covariates(patients, columns=list(covariates)),
-        min_patients=min_patients,
-        n_boot=n_boot,
-        n_perm=n_perm,
-        level=ci_level,
-        family=family,
-        rng=rng,
+        covariates=patient_covariates(patients, columns=list(settings.covariates)),
+        min_patients=settings.min_patients,
+        n_boot=settings.n_boot,
+        n_perm=settings.n_perm,
+        level=settings.ci_level,
+        family=settings.family,
+        rng=settings.rng,
     )
     if random_sets is None:
         return table.assign(specificity_p=np.nan)

@@ -8,9 +8,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from cd8exo._utils import RNGLike
 from cd8exo.patients.table import EXPR_PREFIX, split_patient_table
-from cd8exo.stages.patients import associate
+from cd8exo.stages.patients import AssociationSettings, associate
 from cd8exo.stats.target_sets import SET_COLUMNS, set_family, set_specificity_p_values
 from cd8exo.stats.testable import untested_table
 
@@ -60,15 +59,7 @@ def associate_receiver_sets(
     *,
     annotation: pd.DataFrame,
     dataset: str,
-    covariates: Sequence[str],
-    min_patients: int,
-    n_boot: int,
-    n_perm: int,
-    ci_level: float,
-    family: str,
-    rng: RNGLike,
-    min_cd8_cells: int | None = None,
-    min_malignant_cells: int | None = None,
+    settings: AssociationSettings,
     coverage: pd.DataFrame | None = None,
     set_coverage: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
@@ -76,7 +67,7 @@ def associate_receiver_sets(
 
     Every (sender signature, target set) pair gets the columns of
     :func:`cd8exo.stages.patients.associate` (rho, CI, permutation p, partial, LOO; the
-    same patients, covariates and settings), with Benjamini-Hochberg q values over the
+    same patients, covariates and ``settings``), with Benjamini-Hochberg q values over the
     set-level rows alone (their own family: ``family`` ends ``;target sets``), plus
     ``set_specificity_p`` against random gene sets matched to each target set
     (:func:`cd8exo.stats.target_sets.set_specificity_p_values`). The expected direction
@@ -103,21 +94,7 @@ def associate_receiver_sets(
         # no set could be scored: only the skipped sets' rows, saying why
         associations = untested_table(dataset, [], [], n_patients=0, note="")
     else:
-        associations = associate(
-            table,
-            None,
-            dataset=dataset,
-            covariates=covariates,
-            min_patients=min_patients,
-            n_boot=n_boot,
-            n_perm=n_perm,
-            ci_level=ci_level,
-            family=family,
-            rng=rng,
-            min_cd8_cells=min_cd8_cells,
-            min_malignant_cells=min_malignant_cells,
-            coverage=coverage,
-        )
+        associations = associate(table, None, dataset=dataset, settings=settings, coverage=coverage)
     associations = set_specificity_p_values(associations, random_sets, sender=sender)
     skipped = _skipped_set_rows(set_coverage, dataset=dataset, signatures=list(sender.columns))
     if skipped is not None:

@@ -14,6 +14,7 @@ from cd8exo.genes import SymbolTables, load_symbol_tables
 from cd8exo.io.cargo import cargo_target_sets, read_cargo_table
 from cd8exo.io.tables import read_gmt, read_targets
 from cd8exo.sim.demo import _protein_coding_symbols
+from cd8exo.stages.patients import AssociationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,21 @@ class CalibrationSettings:
     primary_set: str = _TARGET_SETS[0]
     set_fraction: float = 0.5
     set_effect_sizes: tuple[float, ...] = (0.1, 0.25, 0.5)
+
+    def association(self, *, rng: int, ci_level: float) -> AssociationSettings:
+        """The settings of ``associate_patients`` / ``associate_receiver_sets``, as the
+        rules build them from the config (``association:`` and ``aggregation:``)."""
+        return AssociationSettings(
+            covariates=self.covariates,
+            min_patients=self.min_patients,
+            n_boot=self.n_boot,
+            n_perm=self.n_perm,
+            ci_level=ci_level,
+            family=self.family,
+            rng=rng,
+            min_cd8_cells=self.min_cd8_cells,
+            min_malignant_cells=self.min_malignant_cells,
+        )
 
     def scoring_options(self) -> dict[str, object]:
         """Keyword arguments of the scoring stages, as ``scoring_options()`` of
