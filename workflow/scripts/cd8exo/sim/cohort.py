@@ -42,6 +42,7 @@ __all__ = [
     "CohortSpec",
     "SignalSpec",
     "SimulatedCohort",
+    "draw_before_cells",
     "label_map",
     "simulate_cohort",
     "simulate_from_specs",
@@ -221,20 +222,8 @@ def simulate_from_specs(*, cohort: CohortSpec, signal: SignalSpec, rng: RNGLike)
         As :func:`simulate_cohort`.
     """
     gen = np.random.default_rng(rng)
-    check_specs(cohort=cohort, signal=signal)
-    # 1. genes, and the columns of the planted ones
-    panel = _gene_panel(cohort=cohort, signal=signal, rng=gen)
-    # 2. cell-type expression profiles (UMIs per 10k, before normalisation)
-    profiles = cell_type_profiles(
-        panel.genes,
-        gene_index=panel.index,
-        signature_genes=union(signal.signatures.values()),
-        targets=panel.targets,
-        is_mt=panel.is_mt,
-        rng=gen,
-    )
-    # 3. patients: latents, composition, noise
-    draws = _draw_patients(cohort=cohort, signal=signal, n_genes=panel.genes.size, rng=gen)
+    # 1-3. genes, cell-type profiles, patients
+    panel, profiles, draws = draw_before_cells(cohort=cohort, signal=signal, rng=gen)
     # 4. cells, patient by patient
     blocks: list[sparse.csr_matrix] = []
     obs_parts: list[pd.DataFrame] = []
@@ -281,6 +270,28 @@ def simulate_from_specs(*, cohort: CohortSpec, signal: SignalSpec, rng: RNGLike)
     return SimulatedCohort(
         name=cohort.name, adata=adata, truth=truth, patients=_patient_table(draws=draws)
     )
+
+
+def draw_before_cells(
+    *, cohort: CohortSpec, signal: SignalSpec, rng: np.random.Generator
+) -> tuple[_GenePanel, np.ndarray, _PatientDraws]:
+    """Steps 1-3 of :func:`simulate_from_specs` (the specs checked first): the gene panel
+    and the columns of the planted genes, the cell-type expression profiles (UMIs per 10k,
+    before normalisation) and the patients' latents, composition and noise, drawn from
+    ``rng`` in this order. :mod:`cd8exo.sim.scale` draws its cells from them block by
+    block."""
+    check_specs(cohort=cohort, signal=signal)
+    panel = _gene_panel(cohort=cohort, signal=signal, rng=rng)
+    profiles = cell_type_profiles(
+        panel.genes,
+        gene_index=panel.index,
+        signature_genes=union(signal.signatures.values()),
+        targets=panel.targets,
+        is_mt=panel.is_mt,
+        rng=rng,
+    )
+    draws = _draw_patients(cohort=cohort, signal=signal, n_genes=panel.genes.size, rng=rng)
+    return panel, profiles, draws
 
 
 class _Planted(NamedTuple):

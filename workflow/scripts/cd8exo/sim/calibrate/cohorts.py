@@ -25,6 +25,7 @@ __all__ = [
     "COHORT_COLUMNS",
     "aggregated_cohort",
     "analyse_cohort",
+    "run_family",
     "run_null_cohorts",
     "run_power_cohorts",
     "simulate_calibration_cohort",
@@ -271,15 +272,7 @@ def analyse_cohort(
         table,
         random_sets,
         dataset=cohort.name,
-        covariates=settings.covariates,
-        min_patients=settings.min_patients,
-        n_boot=settings.n_boot,
-        n_perm=settings.n_perm,
-        ci_level=1.0 - alpha,
-        family=settings.family,
-        rng=seeds["stats"],
-        min_cd8_cells=settings.min_cd8_cells,
-        min_malignant_cells=settings.min_malignant_cells,
+        settings=settings.association(rng=seeds["stats"], ci_level=1.0 - alpha),
         coverage=scored.prepared.coverage,
     )
     if null_note:
@@ -393,7 +386,7 @@ def _run_tasks(
     return pd.concat(results, ignore_index=True)
 
 
-def _run_family(
+def run_family(
     family: str,
     n_cohorts: int,
     *,
@@ -402,30 +395,39 @@ def _run_family(
     alpha: float,
     rng: int,
     jobs: int,
+    effects: Sequence[float] | None = None,
+    run_task: Callable[[tuple], pd.DataFrame] = _run_task,
 ) -> pd.DataFrame:
-    """Check the settings, list one family's cohorts and run them (see the public callers).
+    """Check the settings, list one family's cohorts and run them with ``run_task``.
 
-    ``"null"``: cohort ``i`` has ``null_sizes[i % len(null_sizes)]`` patients and nothing
-    planted. ``"power"``: ``n_cohorts`` cohorts per (size, rho) of the power grid, cohort
-    ``i`` of a size with the same seeds for every rho.
+    ``effects`` None (a null family): cohort ``i`` has ``null_sizes[i % len(null_sizes)]``
+    patients and nothing planted. Otherwise (a power family): ``n_cohorts`` cohorts per
+    (size of ``power_sizes``, effect of ``effects``), cohort ``i`` of a size with the same
+    seeds for every effect (common random numbers).
     """
     settings = settings or CalibrationSettings()
     _check_settings(settings, inputs)
     if n_cohorts < 1:
         msg = f"n_cohorts must be at least 1, got {n_cohorts}."
         raise ValueError(msg)
-    if family == "null":
+    if effects is None:
         sizes = settings.null_sizes
-        tasks = [("null", i, sizes[i % len(sizes)], None, int(rng)) for i in range(n_cohorts)]
+        tasks = [(family, i, sizes[i % len(sizes)], None, int(rng)) for i in range(n_cohorts)]
     else:
         tasks = [
-            ("power", i, n, float(rho), int(rng))
+            (family, i, n, float(effect), int(rng))
             for n in settings.power_sizes
-            for rho in settings.power_rhos
+            for effect in effects
             for i in range(n_cohorts)
         ]
     return _run_tasks(
-        tasks, inputs=inputs, settings=settings, alpha=alpha, jobs=jobs, what=f"{family} cohorts"
+        tasks,
+        inputs=inputs,
+        settings=settings,
+        alpha=alpha,
+        jobs=jobs,
+        what=f"{family} cohorts",
+        run_task=run_task,
     )
 
 
@@ -462,7 +464,7 @@ def run_null_cohorts(
     One row per (cohort, signature, target), columns :data:`COHORT_COLUMNS`
     (``family = "null"``).
     """
-    return _run_family(
+    return run_family(
         "null", n_cohorts, inputs=inputs, settings=settings, alpha=alpha, rng=rng, jobs=jobs
     )
 
@@ -492,6 +494,14 @@ def run_power_cohorts(
     One row per cohort (the primary pair only), columns :data:`COHORT_COLUMNS`
     (``family = "power"``).
     """
-    return _run_family(
-        "power", n_cohorts, inputs=inputs, settings=settings, alpha=alpha, rng=rng, jobs=jobs
+    settings = settings or CalibrationSettings()
+    return run_family(
+        "power",
+        n_cohorts,
+        inputs=inputs,
+        settings=settings,
+        alpha=alpha,
+        rng=rng,
+        jobs=jobs,
+        effects=settings.power_rhos,
     )

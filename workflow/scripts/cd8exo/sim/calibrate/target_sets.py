@@ -29,7 +29,7 @@ import pandas as pd
 
 from cd8exo.genes import SymbolTables
 from cd8exo.sim.calibrate import cohorts
-from cd8exo.sim.calibrate.settings import CalibrationInputs, CalibrationSettings, _check_settings
+from cd8exo.sim.calibrate.settings import CalibrationInputs, CalibrationSettings
 from cd8exo.sim.cohort import SimulatedCohort, simulate_cohort
 from cd8exo.stages.receiver_cells import score_receiver_sets
 from cd8exo.stages.receiver_patients import associate_receiver_sets
@@ -125,15 +125,7 @@ def analyse_set_cohort(
         receiver.random_sets,
         annotation=inputs.set_annotation,
         dataset=cohort.name,
-        covariates=settings.covariates,
-        min_patients=settings.min_patients,
-        n_boot=settings.n_boot,
-        n_perm=settings.n_perm,
-        ci_level=1.0 - alpha,
-        family=settings.family,
-        rng=seeds["stats"],
-        min_cd8_cells=settings.min_cd8_cells,
-        min_malignant_cells=settings.min_malignant_cells,
+        settings=settings.association(rng=seeds["stats"], ci_level=1.0 - alpha),
         coverage=scored.prepared.coverage,
         set_coverage=receiver.prepared.coverage,
     )
@@ -205,31 +197,20 @@ def run_set_cohorts(
     specificity p; power cohorts: the primary pair only).
     """
     settings = settings or CalibrationSettings()
-    _check_settings(settings, inputs)
-    if not inputs.target_sets or n_cohorts < 1:
-        msg = (
-            f"run_set_cohorts: needs cargo target sets in inputs and n_cohorts >= 1 ({n_cohorts})."
-        )
+    if not inputs.target_sets:
+        msg = "run_set_cohorts: needs cargo target sets in inputs (CalibrationInputs.target_sets)."
         raise ValueError(msg)
-    if family == "set_null":
-        sizes = settings.null_sizes
-        tasks = [("set_null", i, sizes[i % len(sizes)], None, int(rng)) for i in range(n_cohorts)]
-    elif family == "set_power":
-        tasks = [
-            ("set_power", i, n, float(effect), int(rng))
-            for n in settings.power_sizes
-            for effect in settings.set_effect_sizes
-            for i in range(n_cohorts)
-        ]
-    else:
+    if family not in ("set_null", "set_power"):
         msg = f"family must be 'set_null' or 'set_power', got {family!r}."
         raise ValueError(msg)
-    return cohorts._run_tasks(
-        tasks,
+    return cohorts.run_family(
+        family,
+        n_cohorts,
         inputs=inputs,
         settings=settings,
         alpha=alpha,
+        rng=rng,
         jobs=jobs,
-        what=f"{family} cohorts",
+        effects=None if family == "set_null" else settings.set_effect_sizes,
         run_task=_run_set_task,
     )
