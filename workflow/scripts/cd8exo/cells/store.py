@@ -361,6 +361,11 @@ class Cells:
         return adata
 
 
+def _obs_index(group: h5py.Group) -> pd.Index:
+    """The index (cell ids) of an ``obs`` group of an ``.h5ad``, without its columns."""
+    return pd.Index(read_elem(group[group.attrs["_index"]]))
+
+
 def open_cells(matrix_path: PathLike, cells: PathLike | None = None) -> Cells:
     """The cells of a cell table (default: every cell) in ``prepare_dataset``'s matrix.
 
@@ -389,7 +394,9 @@ def open_cells(matrix_path: PathLike, cells: PathLike | None = None) -> Cells:
             )
             raise InputError(msg)
         indptr = group["indptr"][:].astype(np.int64)
-        file_obs = read_elem(f["obs"])
+        # with a cell table, only the matrix's cell ids are needed (its obs may be large)
+        file_obs = read_elem(f["obs"]) if obs is None else None
+        file_ids = file_obs.index if file_obs is not None else _obs_index(f["obs"])
         var = read_elem(f["var"])
         uns = read_elem(f["uns"]) if "uns" in f else {}
     if cells is not None:
@@ -398,9 +405,9 @@ def open_cells(matrix_path: PathLike, cells: PathLike | None = None) -> Cells:
         msg = f"{path}: no uns['cd8exo']; this file was not harmonised by prepare_dataset."
         raise InputError(msg)
     if obs is None:
-        obs, rows = file_obs, np.arange(len(file_obs))
+        obs, rows = file_obs, np.arange(len(file_ids))
     else:
-        rows = file_obs.index.get_indexer(obs.index)
+        rows = file_ids.get_indexer(obs.index)
         if (rows < 0).any():
             missing = obs.index[rows < 0][:3].tolist()
             msg = (
