@@ -72,7 +72,11 @@ bench-scoring: venv
 # the plain scanpy core in its own process; writes results/bench/scale.tsv (one row per
 # size and rule; rows of sizes not rerun are kept), scale_truth.tsv and scale.png.
 # A quick run:  make bench-scale SIZES=10000
+# The cohort as a 10x folder (written once from the h5ad) instead of an h5ad:
+#   make bench-scale SIZES=100000 SCALE_ARGS="--format 10x_mtx --out results/bench/scale_10x.tsv"
 SIZES ?= 10000 100000 1000000
+SCALE_ARGS ?=
 bench-scale: venv
 	PYTHONPATH=workflow/scripts $(BIN)/python -m cd8exo.sim.scale_bench --sizes $(SIZES) \
-	--cache .cache/scale --runs .cache/scale_runs --out results/bench/scale.tsv --cores $(CORES)
+	--cache .cache/scale --runs .cache/scale_runs --out results/bench/scale.tsv --cores $(CORES) \
+	$(SCALE_ARGS)

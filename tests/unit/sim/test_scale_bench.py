@@ -273,6 +273,12 @@ def test_run_config_declares_the_cohort_with_the_default_config(tmp_path):
     assert sheet["path"] == str(files["h5ad"].resolve())
     assert sheet["truth"] == str(files["truth"].resolve())
     assert sheet["cell_type_column"] == "author_cell_type"
+    tenx = {**files, "tenx": tmp_path / "10x", "tenx_cells": tmp_path / "10x_cells.tsv"}
+    scale_bench.write_run_config(tmp_path / "run10x", tenx, spec, data_format="10x_mtx")
+    sheet = pd.read_csv(tmp_path / "run10x" / "config" / "datasets.tsv", sep="\t").iloc[0]
+    assert (sheet["format"], sheet["path"]) == ("10x_mtx", str((tmp_path / "10x").resolve()))
+    assert sheet["cell_table"] == str((tmp_path / "10x_cells.tsv").resolve())
+    assert sheet["cell_id_column"] == "barcode"
 
 
 def test_fit_resources_covers_every_measurement_with_margin():

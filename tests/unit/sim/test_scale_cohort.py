@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from scipy import sparse, stats
 
+from cd8exo.io.local import read_dataset
 from cd8exo.sim import scale
 from cd8exo.sim.cohort import AUTHOR_LABELS
 from cd8exo.sim.scale import ScaleSpec, make_scale_cohort, simulate_scale_cohort
@@ -152,6 +153,23 @@ def test_written_file_equals_the_one_shot_cohort(small, written):
     pd.testing.assert_frame_equal(pd.read_csv(written["truth"], sep="\t"), small.truth)
     labels = pd.read_csv(written["label_map"], sep="\t")
     assert set(labels["label"]) == set(AUTHOR_LABELS)
+
+
+def test_the_10x_copy_reads_back_as_the_h5ad(written):
+    """make bench-scale --format 10x_mtx: the same cells, genes, counts and labels."""
+    folder, cells = scale.make_10x_copy(written, chunk_cells=900)
+    back = read_dataset(
+        path=folder, data_format="10x_mtx", cell_table=cells, cell_id_column="barcode"
+    )
+    h5ad = ad.read_h5ad(written["h5ad"])
+    assert (back.X != h5ad.X).nnz == 0
+    assert back.var_names.equals(h5ad.var_names)
+    assert back.obs_names.equals(h5ad.obs_names)
+    for column in ("donor_id", "sample_id", "author_cell_type"):
+        assert (back.obs[column].astype(str) == h5ad.obs[column].astype(str)).all()
+    stamp = (folder / "matrix.mtx.gz").stat().st_mtime_ns
+    assert scale.make_10x_copy(written) == (folder, cells)  # cached: not written again
+    assert (folder / "matrix.mtx.gz").stat().st_mtime_ns == stamp
 
 
 def test_chunk_size_does_not_change_the_file(tmp_path):

@@ -14,6 +14,9 @@ For an ``.h5ad`` whose matrix is stored as CSR, :func:`harmonise_h5ad` instead
    scale block by block, duplicated symbols of counts summed), never holding more than one
    block.
 
+A 10x Matrix Market folder of as many cells (:func:`harmonise_10x`) is first written as
+CSR to a temporary ``.h5ad``, a block of entries at a time, then harmonised the same way.
+
 Files it cannot stream (dense or CSC ``X``, duplicated symbols of non-count values, whose
 merge needs a first pass) return ``None`` and take the in-memory path.
 """
@@ -21,6 +24,7 @@ merge needs a first pass) return ``None`` and take the in-memory path.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -41,7 +45,9 @@ from cd8exo.io.local import (
     _join_cell_table,
     _read_cell_table,
     _repair_var_names,
+    read_10x_listing,
 )
+from cd8exo.io.mtx import write_mtx_h5ad
 from cd8exo.io.sniff import h5ad_problem, require
 
 if TYPE_CHECKING:
@@ -51,7 +57,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STREAM_MIN_CELLS", "harmonise_h5ad"]
+__all__ = ["STREAM_MIN_CELLS", "harmonise_10x", "harmonise_h5ad"]
 
 #: Cells from which an ``.h5ad`` is harmonised block by block (below: in memory, as always).
 STREAM_MIN_CELLS = 50_000
@@ -125,6 +131,8 @@ def harmonise_h5ad(
     )
     merge = _merge_matrix(var.index, harmonised.var_names)
     info = harmonised.uns["cd8exo"]
+    # as AnnData.write_h5ad does on the in-memory path (a cell table's text columns)
+    harmonised.strings_to_categoricals()
     atomic_write(
         Path(out),
         lambda tmp: _copy_blocks(
@@ -149,6 +157,45 @@ def harmonise_h5ad(
         "layers['counts']" if source == "counts" else "X",
     )
     return harmonised
+
+
+def harmonise_10x(
+    folder: PathLike,
+    out: PathLike,
+    *,
+    cell_table: PathLike | None = None,
+    cell_id_column: str | None = None,
+    min_cells: int = STREAM_MIN_CELLS,
+    max_values: int = CHUNK_VALUES,
+    **options,
+) -> ad.AnnData | None:
+    """Harmonise a 10x Matrix Market folder into ``out`` without holding its matrix.
+
+    The matrix is first written as CSR to a temporary ``.h5ad`` beside ``out``
+    (:func:`cd8exo.io.mtx.write_mtx_h5ad`, a block of entries at a time), which
+    :func:`harmonise_h5ad` then harmonises block by block; the temporary file is removed
+    in any case. ``options`` are :func:`harmonise_h5ad`'s. Returns as
+    :func:`harmonise_h5ad` does (``None``: fewer than ``min_cells`` cells, or a file that
+    cannot be streamed; nothing is written then).
+    """
+    listing = read_10x_listing(folder, cell_table=cell_table, cell_id_column=cell_id_column)
+    if listing.header.n_cols < min_cells:
+        return None
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    csr = out.with_name(f".{out.name}.csr-{os.getpid()}.tmp.h5ad")
+    try:
+        write_mtx_h5ad(
+            listing.matrix,
+            csr,
+            obs=listing.obs,
+            var=listing.var,
+            header=listing.header,
+            block_entries=max_values,
+        )
+        return harmonise_h5ad(csr, out, min_cells=0, max_values=max_values, **options)
+    finally:
+        csr.unlink(missing_ok=True)
 
 
 class _Layout(NamedTuple):

@@ -15,6 +15,7 @@ import logging
 import warnings
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import anndata as ad
 import h5py
@@ -27,6 +28,7 @@ from cd8exo._utils import atomic_write, is_gzip
 from cd8exo.errors import InputError
 from cd8exo.genes import SymbolTables, repair_gene_names
 from cd8exo.io.formats import _read_error, _read_text_layout, _read_text_values
+from cd8exo.io.mtx import MtxHeader, read_mtx_header
 from cd8exo.io.sniff import (
     detect_separator,
     folder_10x_problems,
@@ -39,7 +41,7 @@ from cd8exo.io.tables import PathLike
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LOCAL_FORMATS", "read_dataset", "write_h5ad"]
+__all__ = ["LOCAL_FORMATS", "TenxListing", "read_10x_listing", "read_dataset", "write_h5ad"]
 
 #: The ``format`` values of a local dataset.
 LOCAL_FORMATS = ("h5ad", "10x_mtx", "text_matrix")
@@ -228,9 +230,21 @@ def _sep_word(sep: str) -> str:
     return {"\t": "tab", ",": "comma"}.get(sep, "whitespace")
 
 
-def _read_10x_mtx(
-    folder: Path, *, cell_table: PathLike | None, cell_id_column: str | None
-) -> ad.AnnData:
+class TenxListing(NamedTuple):
+    """A 10x Matrix Market folder without its matrix: what :func:`read_10x_listing` reads."""
+
+    matrix: Path
+    header: MtxHeader
+    obs: pd.DataFrame  # one row per matrix column (cell), the cell table joined
+    var: pd.DataFrame  # one row per matrix row (gene), names as in the folder
+
+
+def read_10x_listing(
+    folder: PathLike, *, cell_table: PathLike | None, cell_id_column: str | None
+) -> TenxListing:
+    """The matrix's header, the cells (barcodes or the cell table, joined) and the genes
+    of a 10x folder, each file checked; the matrix itself is not read."""
+    folder = Path(folder)
     problems = folder_10x_problems(folder)
     if problems:
         msg = f"The 10x folder {folder} " + "; it ".join(problems) + "."
@@ -240,17 +254,8 @@ def _read_10x_mtx(
         folder, ["features.tsv", "features.tsv.gz", "genes.tsv", "genes.tsv.gz"]
     )
     barcodes_path = _find_optional(folder, ["barcodes.tsv", "barcodes.tsv.gz"])
-    try:
-        with _open_binary(matrix_path) as handle:
-            matrix = scipy.io.mmread(handle)
-    except _FILE_ERRORS as error:
-        msg = f"The count matrix {matrix_path} cannot be read as Matrix Market ({_read_error(error)})."
-        raise InputError(msg) from error
-    n_genes, n_cells = matrix.shape
-    # 10x writes genes as rows and cells as columns; AnnData wants cells as rows.
-    x = _as_csr_float32(sp.coo_matrix(matrix).T)
-    logger.info("Read %s: %d genes x %d cells", matrix_path, n_genes, n_cells)
-
+    header = read_mtx_header(matrix_path)
+    n_genes, n_cells = header.n_rows, header.n_cols
     features = _read_lines_table(features_path, what="gene/feature list")
     if len(features) != n_genes:
         hint = (
@@ -273,9 +278,26 @@ def _read_10x_mtx(
         obs = _table_as_obs(
             cell_table, cell_id_column, folder=folder, n_cells=n_cells, matrix=matrix_path
         )
+    return TenxListing(matrix_path, header, obs, var)
+
+
+def _read_10x_mtx(
+    folder: Path, *, cell_table: PathLike | None, cell_id_column: str | None
+) -> ad.AnnData:
+    listing = read_10x_listing(folder, cell_table=cell_table, cell_id_column=cell_id_column)
+    try:
+        with _open_binary(listing.matrix) as handle:
+            matrix = scipy.io.mmread(handle)
+    except _FILE_ERRORS as error:
+        msg = f"The count matrix {listing.matrix} cannot be read as Matrix Market ({_read_error(error)})."
+        raise InputError(msg) from error
+    n_genes, n_cells = matrix.shape
+    # 10x writes genes as rows and cells as columns; AnnData wants cells as rows.
+    x = _as_csr_float32(sp.coo_matrix(matrix).T)
+    logger.info("Read %s: %d genes x %d cells", listing.matrix, n_genes, n_cells)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Variable names are not unique")
-        return ad.AnnData(X=x, obs=obs, var=var)
+        return ad.AnnData(X=x, obs=listing.obs, var=listing.var)
 
 
 def _features_var(features: pd.DataFrame) -> pd.DataFrame:

@@ -16,8 +16,10 @@ So the output does not depend on how many blocks are written at once
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,17 +42,16 @@ from cd8exo.sim.cohort import (
     SimulatedCohort,
     _barcodes,
     _draw_cells,
-    _draw_patients,
     _gene_panel,
     _GenePanel,
     _mean_fractions,
     _patient_table,
     _PatientDraws,
+    draw_before_cells,
     label_map,
 )
-from cd8exo.sim.profiles import MT_PROFILE, TYPES, cell_type_profiles
+from cd8exo.sim.profiles import MT_PROFILE, TYPES
 from cd8exo.sim.sparse_nb import sparse_nb
-from cd8exo.sim.specs import check_specs, union
 from cd8exo.sim.target_sets import truth_table
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ __all__ = [
     "BLOCK_CELLS",
     "ScaleSpec",
     "cohort_files",
+    "make_10x_copy",
     "make_scale_cohort",
     "simulate_scale_cohort",
     "write_scale_cohort",
@@ -165,18 +167,9 @@ def _plan(spec: ScaleSpec, *, resources: Path = _RESOURCES) -> _Plan:
         patient_prefix="Pt",
         low_cd8_patients=max(1, spec.patients // 20),
     )
-    check_specs(cohort=cohort, signal=signal)
-    gen = np.random.default_rng(spec.seed)
-    panel = _gene_panel(cohort=cohort, signal=signal, rng=gen)
-    profiles = cell_type_profiles(
-        panel.genes,
-        gene_index=panel.index,
-        signature_genes=union(signal.signatures.values()),
-        targets=panel.targets,
-        is_mt=panel.is_mt,
-        rng=gen,
+    panel, profiles, draws = draw_before_cells(
+        cohort=cohort, signal=signal, rng=np.random.default_rng(spec.seed)
     )
-    draws = _draw_patients(cohort=cohort, signal=signal, n_genes=panel.genes.size, rng=gen)
     return _Plan(cohort=cohort, signal=signal, panel=panel, profiles=profiles, draws=draws)
 
 
@@ -431,6 +424,61 @@ def cohort_files(folder: str | Path, spec: ScaleSpec) -> dict[str, Path]:
         "label_map": target / "label_map.tsv",
         "meta": target / "meta.json",
     }
+
+
+def make_10x_copy(files: dict[str, Path], *, chunk_cells: int = 20_000) -> tuple[Path, Path]:
+    """The cohort's h5ad as a 10x Matrix Market folder (cached beside it): ``10x/`` with
+    ``matrix.mtx.gz`` (genes x cells, entries cell by cell, as Cell Ranger writes them),
+    ``features.tsv.gz`` and ``barcodes.tsv.gz``, and ``10x_cells.tsv`` (the cell table:
+    ``barcode`` and the h5ad's ``obs`` columns). Written a block of cells at a time.
+
+    Returns the folder and the cell table.
+    """
+    h5ad = files["h5ad"]
+    folder, cells = h5ad.parent / "10x", h5ad.parent / "10x_cells.tsv"
+    done = folder / ".complete"
+    if done.is_file() and cells.is_file():
+        return folder, cells
+    partial = h5ad.parent / "10x.partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    with h5py.File(h5ad, "r") as f:
+        obs, var = ad.io.read_elem(f["obs"]), ad.io.read_elem(f["var"])
+        group = f["X"]
+        indptr = group["indptr"][:].astype(np.int64)
+        n_cells, n_genes = len(obs), len(var)
+        logger.info("writing %s as a 10x folder (%d entries)", h5ad, indptr[-1])
+        with gzip.open(partial / "matrix.mtx.gz", "wt", compresslevel=1) as out:
+            out.write("%%MatrixMarket matrix coordinate integer general\n%\n")
+            out.write(f"{n_genes} {n_cells} {indptr[-1]}\n")
+            for start in range(0, n_cells, chunk_cells):
+                stop = min(start + chunk_cells, n_cells)
+                first, last = indptr[start], indptr[stop]
+                entries = pd.DataFrame(
+                    {
+                        "gene": group["indices"][first:last].astype(np.int64) + 1,
+                        "cell": np.repeat(
+                            np.arange(start, stop) + 1, np.diff(indptr[start : stop + 1])
+                        ),
+                        "count": group["data"][first:last].astype(np.int64),
+                    }
+                )
+                entries.to_csv(out, sep=" ", header=False, index=False)
+    features = pd.DataFrame(
+        {
+            "id": [f"SIM{i:011d}" for i in range(n_genes)],
+            "symbol": var.index,
+            "type": "Gene Expression",
+        }
+    )
+    features.to_csv(partial / "features.tsv.gz", sep="\t", header=False, index=False)
+    pd.Series(obs.index).to_csv(partial / "barcodes.tsv.gz", header=False, index=False)
+    table = obs.rename_axis("barcode").reset_index()
+    atomic_write(cells, lambda tmp: table.to_csv(tmp, sep="\t", index=False))
+    if folder.exists():
+        shutil.rmtree(folder)
+    partial.rename(folder)
+    done.touch()
+    return folder, cells
 
 
 def make_scale_cohort(

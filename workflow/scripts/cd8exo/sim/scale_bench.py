@@ -36,7 +36,7 @@ import pandas as pd
 import yaml
 
 from cd8exo._utils import atomic_write
-from cd8exo.sim.scale import ScaleSpec, make_scale_cohort
+from cd8exo.sim.scale import ScaleSpec, make_10x_copy, make_scale_cohort
 from cd8exo.sim.scale_collect import (
     BASELINE,
     COLUMNS,
@@ -107,7 +107,9 @@ def run_measured(
     launch = [sys.executable, "-c", _LAUNCHER, str(cap_mb or 0), str(report), *command]
     start = time.perf_counter()
     with log.open("w") as out:
-        returncode = subprocess.run(launch, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd).returncode
+        returncode = subprocess.run(
+            launch, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd
+        ).returncode
     wall = time.perf_counter() - start
     max_rss_mb = int(report.read_text()) / 1024 if report.exists() else float("nan")  # KiB
     report.unlink(missing_ok=True)
@@ -120,17 +122,27 @@ def run_measured(
     return Measured(wall, max_rss_mb, returncode, status)
 
 
-def write_run_config(run_dir: Path, files: dict[str, Path], spec: ScaleSpec) -> Path:
-    """The run's ``config/datasets.tsv`` (the cohort) and ``config/config.yaml`` (the
+def write_run_config(
+    run_dir: Path, files: dict[str, Path], spec: ScaleSpec, *, data_format: str = "h5ad"
+) -> Path:
+    """The run's ``config/datasets.tsv`` (the cohort, as its h5ad or, ``data_format``
+    ``"10x_mtx"``, its 10x folder and cell table) and ``config/config.yaml`` (the
     repository's default config, paths absolute). Returns the config path."""
     config_dir = run_dir / "config"
     config_dir.mkdir(parents=True, exist_ok=True)
+    source = {"path": str(files["h5ad"].resolve())}
+    if data_format == "10x_mtx":
+        source = {
+            "path": str(files["tenx"].resolve()),
+            "cell_table": str(files["tenx_cells"].resolve()),
+            "cell_id_column": "barcode",
+        }
     sheet = pd.DataFrame(
         [
             {
                 "dataset": spec.dataset,
-                "format": "h5ad",
-                "path": str(files["h5ad"].resolve()),
+                "format": data_format,
+                **source,
                 "patient_column": "donor_id",
                 "sample_column": "sample_id",
                 "cell_type_column": "author_cell_type",
@@ -155,8 +167,12 @@ def write_run_config(run_dir: Path, files: dict[str, Path], spec: ScaleSpec) -> 
 
 def _run_size(spec: ScaleSpec, args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
     files = make_scale_cohort(args.cache, spec)
-    run_dir = (args.runs / f"cells{spec.n_cells}").resolve()
-    write_run_config(run_dir, files, spec)
+    suffix = ""
+    if args.format == "10x_mtx":
+        files["tenx"], files["tenx_cells"] = make_10x_copy(files)
+        suffix = "_10x"
+    run_dir = (args.runs / f"cells{spec.n_cells}{suffix}").resolve()
+    write_run_config(run_dir, files, spec, data_format=args.format)
     snakemake = Path(sys.executable).parent / "snakemake"
     command = [
         str(snakemake),
@@ -226,6 +242,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path(".cache/scale_runs"))
     parser.add_argument("--out", type=Path, default=Path("results/bench/scale.tsv"))
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--format",
+        choices=["h5ad", "10x_mtx"],
+        default="h5ad",
+        help="how the cohort is given to the workflow (10x_mtx: a 10x folder and a cell "
+        "table, written once from the cached h5ad); the scanpy baseline reads the h5ad",
+    )
     parser.add_argument(
         "--baseline-cap-mb",
         type=int,

@@ -23,7 +23,7 @@ from cd8exo.cells.identity.transfer import (
     identify_large,
     stratified_subsample,
 )
-from cd8exo.cells.large import harmonise_h5ad
+from cd8exo.cells.large import harmonise_10x, harmonise_h5ad
 from cd8exo.cells.normalise import log_normalise
 from cd8exo.cells.qc import filter_cells as qc_filter_cells
 from cd8exo.cells.store import Cells, write_matrix
@@ -95,12 +95,14 @@ def prepare_file(
     """Rule ``prepare_dataset``: read a local dataset, harmonise it, write the matrix file.
 
     An ``.h5ad`` of at least :data:`~cd8exo.cells.large.STREAM_MIN_CELLS` cells stored as
-    CSR is harmonised block by block (:func:`~cd8exo.cells.large.harmonise_h5ad`); any
-    other input is read and harmonised in memory (:func:`prepare`). ``harmonise_options``
+    CSR is harmonised block by block (:func:`~cd8exo.cells.large.harmonise_h5ad`), and so
+    is a 10x Matrix Market folder of as many cells (:func:`~cd8exo.cells.large.harmonise_10x`,
+    through a temporary CSR file); any other input is read and harmonised in memory (:func:`prepare`). ``harmonise_options``
     are :func:`prepare`'s. Returns the harmonised AnnData (without ``X`` when streamed).
     """
-    if data_format == "h5ad":
-        streamed = harmonise_h5ad(
+    stream = {"h5ad": harmonise_h5ad, "10x_mtx": harmonise_10x}.get(data_format)
+    if stream is not None:
+        streamed = stream(
             path, out, cell_table=cell_table, cell_id_column=cell_id_column, **harmonise_options
         )
         if streamed is not None:
