@@ -198,28 +198,12 @@ def simulate_cohort(
 
 
 def simulate_from_specs(*, cohort: CohortSpec, signal: SignalSpec, rng: RNGLike) -> SimulatedCohort:
-    """Simulate the cohort ``cohort`` with the planted signal ``signal``.
+    """Simulate the cohort ``cohort`` (patients, cells, genes) with the planted ``signal``
+    (signatures, targets, effects) from ``rng`` (a seed or generator: the same seed gives
+    the same cohort); the model is described at :func:`simulate_cohort`.
 
-    The model is described at :func:`simulate_cohort`, which gives the same cohort for the
-    same fields and seed.
-
-    Parameters
-    ----------
-    cohort
-        Patients, cells and genes.
-    signal
-        Signatures, targets and the effects planted between them.
-    rng
-        Seed or generator; the same seed gives identical output.
-
-    Returns
-    -------
-    The cohort: ``adata``, ``truth`` and ``patients`` (see :class:`SimulatedCohort`).
-
-    Raises
-    ------
-    ValueError
-        As :func:`simulate_cohort`.
+    Returns ``adata``, ``truth`` and ``patients`` (:class:`SimulatedCohort`); raises
+    ``ValueError`` as :func:`simulate_cohort` does.
     """
     gen = np.random.default_rng(rng)
     # 1-3. genes, cell-type profiles, patients
