@@ -250,6 +250,18 @@ def test_a_damaged_10x_matrix_leaves_nothing_behind(tmp_path):
     assert not list(out.parent.iterdir())
 
 
+def test_too_little_disk_for_the_conversion_is_said_before_writing(tmp_path, monkeypatch):
+    from cd8exo.cells import large
+
+    folder, table = _tenx_folder(tmp_path, n_cells=50)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(large.shutil, "disk_usage", lambda _: usage._replace(free=10**6))
+    out = tmp_path / "out" / "o.h5ad"
+    with pytest.raises(InputError, match=r"Not enough free disk space in .*out.* 0\.0 GB are free"):
+        harmonise_10x(folder, out, cell_table=table, cell_id_column="cell", min_cells=0, **OPTIONS)
+    assert not list(out.parent.iterdir())
+
+
 def test_a_small_10x_folder_takes_the_in_memory_path(tmp_path):
     folder, table = _tenx_folder(tmp_path, n_cells=50)
     out = tmp_path / "o.h5ad"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -183,6 +184,17 @@ def harmonise_10x(
         return None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # the temporary CSR file holds 8 bytes per entry, and the output about as much again
+    needed = 16 * listing.header.n_entries + 2**28
+    free = shutil.disk_usage(out.parent).free
+    if free < needed:
+        msg = (
+            f"Not enough free disk space in {out.parent} to convert {listing.matrix} "
+            f"({listing.header.n_entries:,} entries): about {needed / 2**30:.1f} GB are needed "
+            f"for the temporary CSR copy and the harmonised matrix, {free / 2**30:.1f} GB are "
+            "free. Free some space, or run the workflow on a larger file system."
+        )
+        raise InputError(msg)
     csr = out.with_name(f".{out.name}.csr-{os.getpid()}.tmp.h5ad")
     try:
         write_mtx_h5ad(
