@@ -230,3 +230,21 @@ def test_scores_of_a_guarded_signature_are_those_of_the_genes_left(contract_adat
     pd.testing.assert_frame_equal(guarded, manual)
     unguarded = score_signatures(adata, {"planted": genes}, rng=0)
     assert not np.allclose(unguarded.to_numpy(), manual.to_numpy())
+
+
+def test_the_overlap_guard_names_the_sets_it_removed_genes_for(caplog):
+    """The same message for a sender signature (its genes in targets or programmes) and a
+    receiver target set (its genes in sender signatures): which sets, which genes."""
+    with caplog.at_level(logging.WARNING, logger="cd8exo.scoring.prepare"):
+        prepared = prepare_signatures(
+            {"miR-765_set": ["A", "B", "C", "D"]},
+            ["A", "B", "C", "D", "E"],
+            exclude={"Teff": ["B", "Z"], "Cytotoxic": ["C", "B"]},
+            min_coverage=0.4,
+        )
+    assert prepared.signatures == {"miR-765_set": ["A", "D"]}
+    assert (
+        "Signature 'miR-765_set': 2 gene(s) removed by the overlap guard "
+        "(also in Teff, Cytotoxic): B, C"
+    ) in caplog.text
+    assert "receiver side" not in caplog.text

@@ -273,10 +273,14 @@ def _overlap_guard(
             )
     scored = [g for g in genes if g not in removed]
     if removed:
+        # the sets on the other side: targets and programmes for a sender signature, the
+        # sender signatures for a receiver target set
+        other = dict.fromkeys(source for row in rows for source in row["overlaps_with"].split(","))
         logger.warning(
-            "Signature %r: %d gene(s) also tested on the receiver side removed: %s",
+            "Signature %r: %d gene(s) removed by the overlap guard (also in %s): %s",
             name,
             len(removed),
+            ", ".join(other),
             ", ".join(removed),
         )
     return _Guarded(genes, removed, scored), rows
