@@ -43,6 +43,7 @@ def patient_set_scores(
     *,
     rng: RNGLike,
     method: str = "tirosh",
+    means: MeanProfiles | None = None,
     **options,
 ) -> pd.DataFrame:
     """Per-patient scores of gene sets over *all* cells of ``adata`` (the malignant cells).
@@ -58,6 +59,8 @@ def patient_set_scores(
         Seed or generator (Tirosh control genes).
     method, **options
         As :func:`cd8exo.scoring.score.score_signatures` (``n_bins``, ``ctrl_size``, ...).
+    means
+        ``tirosh`` only: :func:`mean_profiles` of ``adata``, if already computed.
 
     Returns
     -------
@@ -72,7 +75,7 @@ def patient_set_scores(
         profiles = group_sums(linear_values(adata), patients, var_names=adata.var_names)
         scores = ssgsea_scores(profiles, sets, rng=rng)
     elif method == "tirosh":
-        scores = _tirosh_from_profiles(mean_profiles(adata), sets, rng=rng, **options)
+        scores = _tirosh_from_profiles(means or mean_profiles(adata), sets, rng=rng, **options)
     else:
         cells = score_signatures(adata, sets, rng=rng, method=method, **options)
         scores = cells.groupby(patients, sort=True).mean()
@@ -135,14 +138,12 @@ def patient_set_scorer() -> Callable[..., pd.DataFrame]:
     cache: dict[int, MeanProfiles] = {}
 
     def scorer(adata, sets, *, rng, method: str = "tirosh", **options) -> pd.DataFrame:
-        if method != "tirosh" or not sets or adata.n_obs == 0:
-            return patient_set_scores(adata, sets, rng=rng, method=method, **options)
-        if id(adata) not in cache:
-            cache.clear()
-            cache[id(adata)] = mean_profiles(adata)
-        scores = _tirosh_from_profiles(cache[id(adata)], sets, rng=rng, **options)
-        scores.index = pd.Index(scores.index.astype(str), name="patient")
-        scores.columns.name = None
-        return scores
+        means = None
+        if method == "tirosh" and sets and adata.n_obs:
+            if id(adata) not in cache:
+                cache.clear()
+                cache[id(adata)] = mean_profiles(adata)
+            means = cache[id(adata)]
+        return patient_set_scores(adata, sets, rng=rng, method=method, means=means, **options)
 
     return scorer

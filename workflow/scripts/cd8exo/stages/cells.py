@@ -97,8 +97,8 @@ def prepare_file(
     An ``.h5ad`` of at least :data:`~cd8exo.cells.large.STREAM_MIN_CELLS` cells stored as
     CSR is harmonised block by block (:func:`~cd8exo.cells.large.harmonise_h5ad`), and so
     is a 10x Matrix Market folder of as many cells (:func:`~cd8exo.cells.large.harmonise_10x`,
-    through a temporary CSR file); any other input is read and harmonised in memory (:func:`prepare`). ``harmonise_options``
-    are :func:`prepare`'s. Returns the harmonised AnnData (without ``X`` when streamed).
+    through a temporary CSR file); any other input is read and harmonised in memory
+    (:func:`prepare`). ``harmonise_options`` are :func:`prepare`'s. Returns the harmonised AnnData (without ``X`` when streamed).
     """
     stream = {"h5ad": harmonise_h5ad, "10x_mtx": harmonise_10x}.get(data_format)
     if stream is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -46,8 +46,15 @@ class AssociationSettings:
 
     @classmethod
     def from_params(cls, params: Any) -> AssociationSettings:
-        """From a rule's ``params`` (the same names; the seed is ``params.seed``)."""
-        values = {f.name: getattr(params, f.name, None) for f in fields(cls) if f.name != "rng"}
+        """From a rule's ``params`` (the same names; the seed is ``params.seed``); a
+        missing required name raises ``AttributeError``, not a silent None."""
+        values = {
+            f.name: getattr(params, f.name)
+            if f.default is MISSING
+            else getattr(params, f.name, f.default)
+            for f in fields(cls)
+            if f.name != "rng"
+        }
         return cls(rng=params.seed, **values)
 
 
