@@ -41,6 +41,7 @@ from cd8exo.cells.harmonise import _counts_layer_or_x, _resolve_value_scale, har
 from cd8exo.cells.scale import _value_summary
 from cd8exo.cells.store import CHUNK_VALUES, _bounds, _read_rows
 from cd8exo.errors import InputError
+from cd8exo.io.h5csr import write_anndata_parts
 from cd8exo.io.local import (
     _check_anndata_layout,
     _join_cell_table,
@@ -286,16 +287,7 @@ def _copy_blocks(
     n_out = shape[1] if merge is None else merge.shape[1]
     with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
         group = src[key]
-        write_elem(dst, "obs", meta.obs)
-        write_elem(dst, "var", meta.var)
-        write_elem(dst, "uns", dict(meta.uns))
-        write_elem(dst, "obsm", {})
-        write_elem(dst, "varm", {})
-        write_elem(dst, "obsp", {})
-        write_elem(dst, "varp", {})
-        write_elem(dst, "layers", {})
-        dst.attrs["encoding-type"] = "anndata"
-        dst.attrs["encoding-version"] = "0.1.0"
+        write_anndata_parts(dst, obs=meta.obs, var=meta.var, uns=meta.uns)
         out = None
         for start, stop in _bounds(indptr, shape[0], max_values=max_values):
             block = _read_rows(group, indptr, np.arange(start, stop), n_vars=shape[1])

@@ -27,10 +27,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
-from anndata.io import write_elem
+import scipy.sparse as sp
 
 from cd8exo._utils import is_gzip
 from cd8exo.errors import InputError
+from cd8exo.io.h5csr import CsrWriter, write_anndata_parts
 
 logger = logging.getLogger(__name__)
 
@@ -169,24 +170,14 @@ def _check_block(
         raise InputError(msg)
 
 
-class _CsrAppender:
-    """The ``data``/``indices`` of a CSR group, appended cell block by cell block."""
+class _EntryWriter:
+    """Entries of whole cells, each cell after every cell written before, as CSR rows."""
 
-    def __init__(self, group: h5py.Group, *, n_cells: int, n_genes: int) -> None:
-        self.group = group
+    def __init__(self, group: h5py.Group, *, n_genes: int) -> None:
         self.n_genes = n_genes
-        self.counts = np.zeros(n_cells, dtype=np.int64)
-        self.size = 0
-        chunk = (1 << 20,)
-        self.data = group.create_dataset(
-            "data", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=chunk
-        )
-        self.indices = group.create_dataset(
-            "indices", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=chunk
-        )
+        self.csr = CsrWriter(group, n_genes, chunks=1 << 20)
 
     def append(self, cells: np.ndarray, genes: np.ndarray, values: np.ndarray) -> None:
-        """Entries of whole cells, each cell after every cell appended before."""
         if not len(cells):
             return
         keys = cells * self.n_genes + genes
@@ -196,24 +187,18 @@ class _CsrAppender:
             keys, starts = np.unique(keys, return_index=True)
             values = np.add.reduceat(values, starts) if len(values) else values
         cells, genes = np.divmod(keys, self.n_genes)
-        self.counts += np.bincount(cells, minlength=len(self.counts))
-        stop = self.size + len(keys)
-        for dataset, part in ((self.data, values), (self.indices, genes)):
-            dataset.resize((stop,))
-            dataset[self.size : stop] = part.astype(dataset.dtype, copy=False)
-        self.size = stop
-
-    def finish(self, *, n_cells: int) -> None:
-        indptr = np.zeros(n_cells + 1, dtype=np.int64)
-        np.cumsum(self.counts, out=indptr[1:])
-        self.group.create_dataset("indptr", data=indptr)
-        self.group.attrs["encoding-type"] = "csr_matrix"
-        self.group.attrs["encoding-version"] = "0.1.0"
-        self.group.attrs["shape"] = (n_cells, self.n_genes)
+        first = self.csr.n_rows  # cells without entries since the last block stay empty rows
+        n_rows = int(cells[-1]) + 1 - first
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cells - first, minlength=n_rows), out=indptr[1:])
+        block = sp.csr_matrix(
+            (values.astype(np.float32, copy=False), genes, indptr), shape=(n_rows, self.n_genes)
+        )
+        self.csr.append(block)
 
 
 def _append_in_order(
-    path: Path, header: MtxHeader, out: _CsrAppender, *, block_entries: int
+    path: Path, header: MtxHeader, out: _EntryWriter, *, block_entries: int
 ) -> bool:
     """One pass, cell by cell; False (nothing usable written) at the first entry out of order."""
     held: tuple[np.ndarray, ...] | None = None  # the last cell of a block may go on
@@ -236,7 +221,7 @@ def _append_in_order(
 
 
 def _append_by_windows(
-    path: Path, header: MtxHeader, out: _CsrAppender, *, block_entries: int, window_values: int
+    path: Path, header: MtxHeader, out: _EntryWriter, *, block_entries: int, window_values: int
 ) -> None:
     """An unordered file: count the entries of each cell, then a pass per window of cells."""
     counts = np.zeros(header.n_cols, dtype=np.int64)
@@ -298,31 +283,25 @@ def write_mtx_h5ad(
         raise ValueError(msg)
     for attempt in ("in order", "by windows"):
         with h5py.File(out, "w") as dst:
-            write_elem(dst, "obs", obs)
-            write_elem(dst, "var", var)
-            for key in ("uns", "obsm", "varm", "obsp", "varp", "layers"):
-                write_elem(dst, key, {})
-            dst.attrs["encoding-type"] = "anndata"
-            dst.attrs["encoding-version"] = "0.1.0"
-            group = dst.create_group("X")
-            appender = _CsrAppender(group, n_cells=header.n_cols, n_genes=header.n_rows)
+            write_anndata_parts(dst, obs=obs, var=var)
+            writer = _EntryWriter(dst.create_group("X"), n_genes=header.n_rows)
             if attempt == "in order":
-                done = _append_in_order(matrix, header, appender, block_entries=block_entries)
+                done = _append_in_order(matrix, header, writer, block_entries=block_entries)
             else:
                 _append_by_windows(
                     matrix,
                     header,
-                    appender,
+                    writer,
                     block_entries=block_entries,
                     window_values=window_values,
                 )
                 done = True
             if done:
-                appender.finish(n_cells=header.n_cols)
+                writer.csr.close(n_rows=header.n_cols)
                 logger.info(
                     "%s: %d entries of %d genes x %d cells written as CSR to %s (%s)",
                     matrix,
-                    appender.size,
+                    writer.csr.nnz,
                     header.n_rows,
                     header.n_cols,
                     out,

@@ -32,6 +32,7 @@ import pandas as pd
 from scipy import sparse
 
 from cd8exo._utils import atomic_write
+from cd8exo.io.h5csr import CsrWriter, write_anndata_parts
 from cd8exo.io.tables import read_gmt, read_targets
 
 # the steps of cohort.simulate_from_specs, reused here patient block by patient block
@@ -333,42 +334,6 @@ def simulate_scale_cohort(spec: ScaleSpec, *, resources: Path = _RESOURCES) -> S
     )
 
 
-class _CsrAppender:
-    """A CSR matrix written to an HDF5 group block by block (the anndata 0.1.0 encoding)."""
-
-    def __init__(self, group: h5py.Group, n_cols: int) -> None:
-        self.group = group
-        self.n_cols = n_cols
-        self.indptr = [np.zeros(1, dtype=np.int64)]
-        self.nnz = 0
-        self.n_rows = 0
-        for name, dtype in (("data", np.float32), ("indices", np.int32)):
-            group.create_dataset(
-                name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1 << 18,), **_H5_DATA
-            )
-
-    def append(self, block: sparse.csr_matrix) -> None:
-        block.sort_indices()
-        n = block.nnz
-        for name, values in (("data", block.data), ("indices", block.indices)):
-            dataset = self.group[name]
-            dataset.resize((self.nnz + n,))
-            dataset[self.nnz :] = values
-        self.indptr.append(self.nnz + block.indptr[1:].astype(np.int64))
-        self.nnz += n
-        self.n_rows += block.shape[0]
-
-    def close(self) -> None:
-        indptr = np.concatenate(self.indptr)
-        # 32-bit where it fits, as anndata and scipy write it (readers then keep int32 indices)
-        if indptr[-1] < np.iinfo(np.int32).max:
-            indptr = indptr.astype(np.int32)
-        self.group.create_dataset("indptr", data=indptr)
-        self.group.attrs["encoding-type"] = "csr_matrix"
-        self.group.attrs["encoding-version"] = "0.1.0"
-        self.group.attrs["shape"] = (indptr.size - 1, self.n_cols)
-
-
 def write_scale_cohort(
     spec: ScaleSpec, path: str | Path, *, chunk_cells: int = 20_000, resources: Path = _RESOURCES
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -382,7 +347,7 @@ def write_scale_cohort(
 
     def write(tmp: str) -> None:
         with h5py.File(tmp, "w") as f:
-            appender = _CsrAppender(f.create_group("X"), plan.panel.genes.size)
+            appender = CsrWriter(f.create_group("X"), plan.panel.genes.size, **_H5_DATA)
             pending: list[sparse.csr_matrix] = []
             parts: list[pd.DataFrame] = []
             for counts, obs in _blocks(spec, plan):
@@ -396,13 +361,12 @@ def write_scale_cohort(
                 appender.append(sparse.vstack(pending, format="csr"))
             appender.close()
             obs, low_quality = _finish_obs(parts, plan.draws)
-            ad.io.write_elem(f, "obs", obs)
-            ad.io.write_elem(f, "var", pd.DataFrame(index=pd.Index(plan.panel.genes)))
-            ad.io.write_elem(f, "uns", {"simulation": _uns(spec, plan, low_quality)})
-            for empty in ("layers", "obsm", "obsp", "varm", "varp"):
-                ad.io.write_elem(f, empty, {})
-            f.attrs["encoding-type"] = "anndata"
-            f.attrs["encoding-version"] = "0.1.0"
+            write_anndata_parts(
+                f,
+                obs=obs,
+                var=pd.DataFrame(index=pd.Index(plan.panel.genes)),
+                uns={"simulation": _uns(spec, plan, low_quality)},
+            )
 
     atomic_write(Path(path), write)
     truth = truth_table(
